@@ -1,0 +1,237 @@
+// Charset decoding for header text: MIME charset labels → Swift strings.
+//
+// Labels are mapped to what real mail means (GB2312 is sent as GBK/GB18030,
+// Shift_JIS as CP932, EUC-KR as CP949, …) and decoded with glibc iconv.
+// Nothing is cached: each conversion opens and closes its own iconv_t.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+enum Charset {
+    /// Decode `bytes` labelled `label` strictly: nil when the label is unknown
+    /// or the bytes are not valid in it (including a truncated last character).
+    static func decode(_ bytes: [UInt8], label: String) -> String? {
+        guard let plan = plan(for: label) else { return nil }
+        switch plan {
+        case .utf8:
+            return validUTF8(bytes)
+        case .ascii:
+            // Mislabelled 8-bit text is common; UTF-8 first, then Windows-1252/Latin-1.
+            if let s = validUTF8(bytes) { return s }
+            return iconvDecode(bytes, from: "CP1252") ?? latin1(bytes)
+        case .latin1:
+            // WHATWG: "iso-8859-1" means windows-1252 on the wire; Latin-1 for its holes.
+            return iconvDecode(bytes, from: "CP1252") ?? latin1(bytes)
+        case .hz:
+            return decodeHZ(bytes)
+        case .iconv(let names):
+            for name in names {
+                if let s = iconvDecode(bytes, from: name) { return s }
+            }
+            return nil
+        }
+    }
+
+    /// True when `label` names a charset this module can decode.
+    static func isKnown(_ label: String) -> Bool {
+        guard let plan = plan(for: label) else { return false }
+        if case .iconv(let names) = plan {
+            return names.contains { iconvAvailable($0) }
+        }
+        return true
+    }
+
+    static func validUTF8(_ bytes: [UInt8]) -> String? {
+        String(validating: bytes, as: UTF8.self)
+    }
+
+    static func latin1(_ bytes: [UInt8]) -> String {
+        var s = String.UnicodeScalarView()
+        s.reserveCapacity(bytes.count)
+        for b in bytes { s.append(Unicode.Scalar(b)) }
+        return String(s)
+    }
+
+    // MARK: - Label mapping
+
+    enum Plan: Equatable {
+        case utf8, ascii, latin1, hz
+        case iconv([String])  // iconv names, tried in order
+    }
+
+    static func plan(for label: String) -> Plan? {
+        var name = label.lowercased()
+        // RFC 2231 language tag: "utf-8*zh".
+        if let star = name.firstIndex(of: "*") { name = String(name[..<star]) }
+        name = name.trimmingASCIIWhitespace()
+        // Keep iconv away from odd names ("//TRANSLIT", paths, spaces).
+        guard !name.isEmpty, name.utf8.count <= 40,
+              name.utf8.allSatisfy({ isLabelByte($0) })
+        else { return nil }
+
+        switch name {
+        case "utf-8", "utf8", "unicode-1-1-utf-8", "x-unicode20utf8":
+            return .utf8
+        case "us-ascii", "ascii", "ansi_x3.4-1968", "iso646-us", "us", "646":
+            return .ascii
+        case "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1", "l1", "iso-ir-100",
+             "cp819", "ibm819", "iso_8859-1:1987":
+            return .latin1
+        case "gb2312", "gbk", "cp936", "ms936", "windows-936", "x-gbk", "gb_2312-80", "gb_2312",
+             "euc-cn", "x-euc-cn", "csgb2312", "chinese", "gb18030", "x-gb18030", "iso-ir-58":
+            return .iconv(["GB18030"])
+        case "hz-gb-2312", "hz", "hz-gb2312":
+            return .hz
+        case "big5", "big-5", "cn-big5", "x-x-big5", "csbig5", "cp950", "x-big5", "windows-950":
+            return .iconv(["CP950", "BIG5", "BIG5-HKSCS"])
+        case "big5-hkscs", "big5hkscs", "big5_hkscs":
+            return .iconv(["BIG5-HKSCS", "CP950"])
+        case "euc-jp", "x-euc-jp", "eucjp", "cseucpkdfmtjapanese", "euc_jp":
+            return .iconv(["EUC-JP", "EUC-JP-MS"])
+        case "iso-2022-jp", "csiso2022jp", "iso-2022-jp-1", "iso-2022-jp-2", "iso-2022-jp-3",
+             "iso2022jp", "jis", "csiso2022jp2":
+            return .iconv(["ISO-2022-JP-2", "ISO-2022-JP-3", "ISO-2022-JP"])
+        case "shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "csshiftjis", "cp932",
+             "windows-31j", "ms932", "x-ms-cp932", "shiftjis":
+            return .iconv(["CP932", "SHIFT_JIS"])
+        case "euc-kr", "x-euc-kr", "euckr", "cp949", "uhc", "ks_c_5601-1987", "ks_c_5601",
+             "ks_c_5601-1989", "ksc5601", "ksc_5601", "korean", "windows-949", "cseuckr":
+            return .iconv(["CP949", "EUC-KR"])
+        case "iso-2022-kr", "csiso2022kr":
+            return .iconv(["ISO-2022-KR"])
+        case "koi8-r", "koi8r", "cskoi8r", "koi":
+            return .iconv(["KOI8-R"])
+        case "koi8-u", "koi8u":
+            return .iconv(["KOI8-U", "KOI8-R"])
+        default:
+            break
+        }
+        // ISO-8859-n in its many spellings.
+        for prefix in ["iso-8859-", "iso8859-", "iso_8859-", "iso8859_", "iso-8859_"] where name.hasPrefix(prefix) {
+            if let n = Int(name.dropFirst(prefix.count)), (1...16).contains(n), n != 12 {
+                return n == 1 ? .latin1 : .iconv(["ISO-8859-\(n)"])
+            }
+        }
+        // Windows-125n: windows-1252, cp1252, x-cp1252, win-1252.
+        for prefix in ["windows-", "cp", "x-cp", "win-", "cp-", "ms-"] where name.hasPrefix(prefix) {
+            if let n = Int(name.dropFirst(prefix.count)), (1250...1258).contains(n) {
+                return .iconv(["CP\(n)"])
+            }
+        }
+        // Anything else iconv knows by this name (UTF-16, UTF-7, TIS-620, …).
+        return .iconv([name.uppercased()])
+    }
+
+    private static func isLabelByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    // MARK: - iconv
+
+    private static func openDecoder(_ from: String) -> iconv_t? {
+        let cd = iconv_open("UTF-8", from)
+        // (iconv_t)-1 signals failure.
+        guard let cd, Int(bitPattern: cd) != -1 else { return nil }
+        return cd
+    }
+
+    static func iconvAvailable(_ name: String) -> Bool {
+        guard let cd = openDecoder(name) else { return false }
+        iconv_close(cd)
+        return true
+    }
+
+    /// Strict conversion to UTF-8; nil on unknown charset, invalid or truncated input.
+    static func iconvDecode(_ bytes: [UInt8], from: String) -> String? {
+        guard let cd = openDecoder(from) else { return nil }
+        defer { iconv_close(cd) }
+        if bytes.isEmpty { return "" }
+
+        var input = bytes
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count * 2)
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        let ok = input.withUnsafeMutableBufferPointer { inBuf -> Bool in
+            var inPtr: UnsafeMutablePointer<CChar>? = UnsafeMutableRawPointer(inBuf.baseAddress!)
+                .assumingMemoryBound(to: CChar.self)
+            var inLeft = inBuf.count
+            var flushing = false
+            while true {
+                let (result, err, wrote) = chunk.withUnsafeMutableBufferPointer { outBuf -> (Int, Int32, Int) in
+                    var outPtr: UnsafeMutablePointer<CChar>? = UnsafeMutableRawPointer(outBuf.baseAddress!)
+                        .assumingMemoryBound(to: CChar.self)
+                    var outLeft = outBuf.count
+                    let r = flushing
+                        ? iconv(cd, nil, nil, &outPtr, &outLeft)  // flush shift state (ISO-2022-*)
+                        : iconv(cd, &inPtr, &inLeft, &outPtr, &outLeft)
+                    return (r, r == -1 ? errno : 0, outBuf.count - outLeft)
+                }
+                output.append(contentsOf: chunk[0..<wrote])
+                if result == -1 {
+                    if err == E2BIG { continue }
+                    return false  // EILSEQ, or EINVAL: truncated last character
+                }
+                if flushing { return true }
+                if inLeft == 0 { flushing = true }
+            }
+        }
+        guard ok else { return nil }
+        return String(validating: output, as: UTF8.self)
+    }
+
+    // MARK: - HZ (RFC 1843); glibc has no HZ converter.
+
+    static func decodeHZ(_ bytes: [UInt8]) -> String? {
+        var gb: [UInt8] = []  // re-encoded as EUC-CN, which GB18030 decodes
+        gb.reserveCapacity(bytes.count)
+        var inGB = false
+        var i = 0
+        let tilde = UInt8(ascii: "~")
+        while i < bytes.count {
+            let b = bytes[i]
+            if b >= 0x80 { return nil }  // HZ is 7-bit
+            if b == tilde, i + 1 < bytes.count {
+                let n = bytes[i + 1]
+                if !inGB && n == tilde { gb.append(tilde); i += 2; continue }
+                if n == UInt8(ascii: "{") { inGB = true; i += 2; continue }
+                if n == UInt8(ascii: "}") { inGB = false; i += 2; continue }
+                if !inGB && n == UInt8(ascii: "\n") { i += 2; continue }
+            }
+            if inGB {
+                guard i + 1 < bytes.count else { return nil }
+                let n = bytes[i + 1]
+                guard (0x21...0x7E).contains(b), (0x21...0x7E).contains(n) else { return nil }
+                gb.append(b | 0x80)
+                gb.append(n | 0x80)
+                i += 2
+            } else {
+                gb.append(b)
+                i += 1
+            }
+        }
+        return iconvDecode(gb, from: "GB18030")
+    }
+}
+
+extension String {
+    func trimmingASCIIWhitespace() -> String {
+        let u = Array(utf8)
+        var a = 0, b = u.count
+        while a < b, isFWS(u[a]) { a += 1 }
+        while b > a, isFWS(u[b - 1]) { b -= 1 }
+        if a == 0 && b == u.count { return self }
+        return String(decoding: u[a..<b], as: UTF8.self)
+    }
+}
+
+@inline(__always) func isFWS(_ b: UInt8) -> Bool {
+    b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0A
+}

@@ -1,0 +1,88 @@
+// Reading header values as real mail clients write them.
+
+public struct HeaderDecoder: Sendable {
+    /// Charset for raw 8-bit header bytes that are not UTF-8.
+    public var fallbackCharset: String
+
+    public init(fallbackCharset: String = "GB18030") {
+        self.fallbackCharset = fallbackCharset
+    }
+
+    /// Raw header bytes as they come from the MTA → text: valid UTF-8 as is (RFC 6532);
+    /// else decoded from `fallbackCharset` via iconv; else Latin-1. Never fails.
+    public func text(fromRaw bytes: [UInt8]) -> String {
+        if let s = Charset.validUTF8(bytes) { return s }
+        if let s = Charset.decode(bytes, label: fallbackCharset) { return s }
+        return Charset.latin1(bytes)
+    }
+
+    /// Parse an address-list header value (To, Cc, From, Reply-To, …). Total: whatever
+    /// can't be parsed is skipped or kept as is; the rest still comes out.
+    public func addressList(_ value: String) -> AddressList {
+        let items = AddressParser(value).parse().map { item -> AddressItem in
+            switch item {
+            case .mailbox(let m): return .mailbox(m.mailbox)
+            case .group(let name, let members): return .group(Group(name: name, members: members.map(\.mailbox)))
+            }
+        }
+        return AddressList(items: items)
+    }
+
+    /// RFC 2047 decoding of unstructured text (Subject). Unfolds first; undecodable
+    /// encoded words are kept verbatim.
+    public func unstructured(_ value: String) -> String {
+        EncodedWords.decode(Self.unfold(value))
+    }
+
+    /// Rewrite an address-list value: each mailbox (group members included) for which
+    /// `replacement` returns text gets its source text replaced by it; everything else
+    /// is kept byte for byte. nil when nothing was replaced.
+    public func rewritingMailboxes(in value: String, _ replacement: (Mailbox) -> String?) -> String? {
+        let parser = AddressParser(value)
+        var replacements: [(Range<Int>, String)] = []
+        for item in parser.parse() {
+            switch item {
+            case .mailbox(let m):
+                if let r = replacement(m.mailbox) { replacements.append((m.range, r)) }
+            case .group(_, let members):
+                for m in members {
+                    if let r = replacement(m.mailbox) { replacements.append((m.range, r)) }
+                }
+            }
+        }
+        guard !replacements.isEmpty else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(parser.u.count)
+        var pos = 0
+        for (range, text) in replacements {
+            out.append(contentsOf: parser.u[pos..<range.lowerBound])
+            out.append(contentsOf: text.utf8)
+            pos = range.upperBound
+        }
+        out.append(contentsOf: parser.u[pos...])
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Remove CRLF/LF line breaks that precede whitespace (RFC 5322 unfolding).
+    static func unfold(_ value: String) -> String {
+        let u = Array(value.utf8)
+        guard u.contains(0x0A) || u.contains(0x0D) else { return value }
+        var out: [UInt8] = []
+        out.reserveCapacity(u.count)
+        var i = 0
+        while i < u.count {
+            let b = u[i]
+            if b == 0x0D, i + 2 < u.count, u[i + 1] == 0x0A, u[i + 2] == 0x20 || u[i + 2] == 0x09 {
+                i += 2
+                continue
+            }
+            if b == 0x0A, i + 1 < u.count, u[i + 1] == 0x20 || u[i + 1] == 0x09 {
+                i += 1
+                continue
+            }
+            out.append(b)
+            i += 1
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
