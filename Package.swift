@@ -1,0 +1,70 @@
+// swift-tools-version: 6.1
+// sharemail: a shared-mailbox milter for Postfix.
+//
+// Layers, each knowing only the one below:
+//   CMilter (C shim over libmilter) → Milter (Swift milter protocol layer)
+//   MailHeaders (RFC 5322/2047 parsing and writing, no mailbox knowledge)
+//   ShareMail (pure policy: facts in, decision out; no I/O, no C)
+//   sharemail (the executable: serve, and the glue between Milter and ShareMail)
+import PackageDescription
+
+let package = Package(
+    name: "sharemail",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sharemail", targets: ["sharemail"]),
+        .library(name: "ShareMail", targets: ["ShareMail"]),
+        .library(name: "MailHeaders", targets: ["MailHeaders"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        .target(
+            name: "CMilter",
+            linkerSettings: [.linkedLibrary("milter"), .linkedLibrary("pthread")]
+        ),
+        .target(
+            name: "Milter",
+            dependencies: ["CMilter", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "MailHeaders"
+        ),
+        .target(
+            name: "ShareMail",
+            dependencies: [
+                "MailHeaders",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .executableTarget(
+            name: "sharemail",
+            dependencies: [
+                "Milter",
+                "ShareMail",
+                "MailHeaders",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "MailHeadersTests",
+            dependencies: [
+                "MailHeaders",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "ShareMailTests",
+            dependencies: ["ShareMail", "MailHeaders"]
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["ShareMail"]
+        ),
+    ]
+)
