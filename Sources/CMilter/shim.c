@@ -1,0 +1,61 @@
+#include "CMilter.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <string.h>
+
+_Static_assert(CMILTER_MAX_REPLY_LINES == 32, "smfi_setmlreply takes at most 32 lines");
+#if !defined(SMFIF_CHGFROM) || !defined(SMFIP_NR_HDR)
+#error "sharemail needs libmilter with milter protocol 6 (SMFIF_CHGFROM, SMFIP_NR_*)"
+#endif
+
+int cmilter_version(void) { return SMFI_VERSION; }
+
+int cmilter_setmlreply(SMFICTX *ctx, const char *rcode, const char *xcode,
+                       const char *const *lines, size_t count) {
+    if (lines == NULL || count == 0 || count > CMILTER_MAX_REPLY_LINES) return MI_FAILURE;
+    const char *l[CMILTER_MAX_REPLY_LINES];
+    for (size_t i = 0; i < CMILTER_MAX_REPLY_LINES; i++) l[i] = i < count ? lines[i] : NULL;
+    // libmilter stops at the first NULL argument, so spelling out all 32
+    // slots sends exactly `count` lines.
+    return smfi_setmlreply(ctx, rcode, xcode,
+        l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7], l[8], l[9], l[10], l[11],
+        l[12], l[13], l[14], l[15], l[16], l[17], l[18], l[19], l[20], l[21], l[22],
+        l[23], l[24], l[25], l[26], l[27], l[28], l[29], l[30], l[31], (char *)NULL);
+}
+
+int cmilter_format_address(const struct sockaddr *address, char *buffer, size_t size, int *port) {
+    if (address == NULL || buffer == NULL || size == 0 || port == NULL) return -1;
+    switch (address->sa_family) {
+    case AF_INET: {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)address;
+        *port = ntohs(in->sin_port);
+        return inet_ntop(AF_INET, &in->sin_addr, buffer, (socklen_t)size) ? 0 : -1;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
+        *port = ntohs(in6->sin6_port);
+        return inet_ntop(AF_INET6, &in6->sin6_addr, buffer, (socklen_t)size) ? 0 : -1;
+    }
+    case AF_UNIX:
+        if (size < 5) return -1;
+        memcpy(buffer, "unix", 5);
+        *port = 0;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+int cmilter_block_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    return pthread_sigmask(SIG_BLOCK, &set, NULL);
+}

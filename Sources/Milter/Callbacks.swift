@@ -1,0 +1,268 @@
+import CMilter
+import Glibc
+import Logging
+
+// libmilter's callbacks. They run on libmilter's own worker threads, so they
+// are plain nonisolated functions (never in main.swift, whose top level is
+// MainActor-isolated), and all per-connection state lives in a Connection
+// kept in libmilter's private-data slot.
+
+/// Per-connection state: the filter's session plus what negotiation settled.
+final class Connection {
+    let session: any MilterSession
+    let logger: Logger
+    /// Protocol flags agreed with the MTA (SMFIP_*): which steps expect no reply.
+    var protocolFlags: UInt = 0
+
+    init(session: any MilterSession, logger: Logger) {
+        self.session = session
+        self.logger = logger
+    }
+
+    func expectsNoReply(_ step: Milter.Step) -> Bool { protocolFlags & step.noReplyFlag != 0 }
+}
+
+// MARK: Private data
+
+private func connection(_ ctx: OpaquePointer?) -> Connection? {
+    guard let ctx, let raw = smfi_getpriv(ctx) else { return nil }
+    return Unmanaged<Connection>.fromOpaque(raw).takeUnretainedValue()
+}
+
+/// Answer for a stage whose connection state is missing: never let a message
+/// through unfiltered.
+private let missingState = SMFIS_TEMPFAIL
+
+// MARK: Negotiation
+
+let milterNegotiate: @convention(c) (
+    OpaquePointer?, UInt, UInt, UInt, UInt,
+    UnsafeMutablePointer<UInt>?, UnsafeMutablePointer<UInt>?, UnsafeMutablePointer<UInt>?, UnsafeMutablePointer<UInt>?
+) -> sfsistat = { ctx, offeredActions, offeredProtocol, _, _, actionsOut, protocolOut, out2, out3 in
+    guard let ctx, let registration = Milter.registration.withLock({ $0 }) else { return SMFIS_REJECT }
+    let options = registration.options
+    let logger = registration.logger
+
+    let wantedActions = options.actions.rawValue | UInt(SMFIF_SETSYMLIST)
+    guard offeredActions & wantedActions == wantedActions else {
+        // Without these the filter cannot do its job: say so loudly, once
+        // per connection, and let milter_default_action decide.
+        logger.error("the MTA does not offer the milter actions sharemail needs", metadata: [
+            "needed": "\(String(wantedActions, radix: 16))", "offered": "\(String(offeredActions, radix: 16))",
+        ])
+        return SMFIS_REJECT
+    }
+
+    var flags: UInt = 0
+    for step in Milter.Step.allCases {
+        if !options.steps.contains(step) {
+            flags |= step.skipFlag
+        } else if !options.replies.contains(step) {
+            flags |= step.noReplyFlag
+        }
+    }
+    flags &= offeredProtocol   // ask only for what the MTA can do
+
+    actionsOut?.pointee = wantedActions
+    protocolOut?.pointee = flags
+    out2?.pointee = 0
+    out3?.pointee = 0
+
+    for (stage, names) in options.macros where !names.isEmpty {
+        let list = strdup(names.joined(separator: " "))
+        defer { free(list) }
+        if smfi_setsymlist(ctx, stage.rawValue, list) != MI_SUCCESS {
+            logger.warning("the MTA refused the macro list", metadata: ["stage": "\(stage)"])
+        }
+    }
+
+    // A connection's state is made here: after XCLIENT, Postfix reopens the
+    // milter session and negotiates again, and connect may never come.
+    releaseConnection(ctx)
+    let state = Connection(session: registration.makeSession(), logger: logger)
+    state.protocolFlags = flags
+    guard smfi_setpriv(ctx, Unmanaged.passRetained(state).toOpaque()) == MI_SUCCESS else {
+        Unmanaged.passUnretained(state).release()
+        return SMFIS_TEMPFAIL
+    }
+    return SMFIS_CONTINUE
+}
+
+// MARK: Stages
+
+let milterConnect: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<sockaddr>?) -> sfsistat = {
+    ctx, hostname, address in
+    guard let ctx, let state = connection(ctx) else { return missingState }
+    var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+    var port: Int32 = 0
+    let client = buffer.withUnsafeMutableBufferPointer { buf -> ClientAddress? in
+        guard let base = buf.baseAddress, cmilter_format_address(address, base, buf.count, &port) == 0 else { return nil }
+        return ClientAddress(ip: String(cString: base), port: Int(port))
+    }
+    let verdict = state.session.connect(hostname: hostname.map { String(cString: $0) } ?? "",
+                                        client: client, context: MilterContext(pointer: ctx))
+    return answer(verdict, step: .connect, ctx: ctx, state: state)
+}
+
+let milterMailFrom: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat = { ctx, argv in
+    guard let ctx, let state = connection(ctx) else { return missingState }
+    let verdict = state.session.mailFrom(arguments(argv), context: MilterContext(pointer: ctx))
+    return answer(verdict, step: .mail, ctx: ctx, state: state)
+}
+
+let milterRecipient: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat = { ctx, argv in
+    guard let ctx, let state = connection(ctx) else { return missingState }
+    let verdict = state.session.recipient(arguments(argv), context: MilterContext(pointer: ctx))
+    return answer(verdict, step: .recipient, ctx: ctx, state: state)
+}
+
+let milterHeader: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?) -> sfsistat = {
+    ctx, name, value in
+    guard let ctx, let state = connection(ctx) else { return missingState }
+    let bytes: [UInt8] = value.map { pointer in
+        Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)).bindMemory(to: UInt8.self))
+    } ?? []
+    let verdict = state.session.header(name: name.map { String(cString: $0) } ?? "", value: bytes,
+                                       context: MilterContext(pointer: ctx))
+    return answer(verdict, step: .headers, ctx: ctx, state: state)
+}
+
+let milterEndOfMessage: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
+    guard let ctx, let state = connection(ctx) else { return missingState }
+    let outcome = state.session.endOfMessage(context: MilterContext(pointer: ctx))
+    switch outcome.verdict {
+    case .continue, .accept:
+        for modification in outcome.modifications {
+            if let failure = apply(modification, ctx: ctx) {
+                // Some changes may be in already; a tempfail makes the MTA
+                // throw the whole message away, so none of them count.
+                state.logger.error("could not apply a message change", metadata: ["change": "\(failure)"])
+                return answer(.tempfail(Reply(code: 451, enhancedCode: "4.3.0",
+                                              text: "Temporary failure applying the shared-mailbox policy; try again later")),
+                              step: nil, ctx: ctx, state: state)
+            }
+        }
+    case .reject, .tempfail, .discard:
+        break
+    }
+    return answer(outcome.verdict, step: nil, ctx: ctx, state: state)
+}
+
+let milterAbort: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
+    connection(ctx)?.session.abort()
+    return SMFIS_CONTINUE
+}
+
+let milterClose: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
+    // Close can come with no private data (before connect, or after an
+    // XCLIENT reopened the session): handle that first.
+    guard let ctx else { return SMFIS_CONTINUE }
+    connection(ctx)?.session.close()
+    releaseConnection(ctx)
+    return SMFIS_CONTINUE
+}
+
+// MARK: Translation
+
+private func releaseConnection(_ ctx: OpaquePointer) {
+    guard let raw = smfi_getpriv(ctx) else { return }
+    _ = smfi_setpriv(ctx, nil)
+    Unmanaged<Connection>.fromOpaque(raw).release()
+}
+
+private func arguments(_ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> [String] {
+    guard let argv else { return [] }
+    var result: [String] = []
+    var index = 0
+    while let argument = argv[index] {
+        result.append(String(cString: argument))
+        index += 1
+    }
+    return result
+}
+
+/// Turns a verdict into libmilter's status, setting the reply text. A step
+/// negotiated as "no reply" must answer SMFIS_NOREPLY whatever the verdict,
+/// or the MTA and libmilter fall out of step.
+private func answer(_ verdict: Verdict, step: Milter.Step?, ctx: OpaquePointer, state: Connection) -> sfsistat {
+    if let step, state.expectsNoReply(step) {
+        if verdict != .continue {
+            state.logger.error("a verdict came at a step negotiated without reply; it is lost",
+                               metadata: ["step": "\(step)", "verdict": "\(verdict)"])
+        }
+        return SMFIS_NOREPLY
+    }
+    switch verdict {
+    case .continue: return SMFIS_CONTINUE
+    case .accept: return SMFIS_ACCEPT
+    case .discard: return SMFIS_DISCARD
+    case .reject(let reply):
+        return setReply(reply, digit: 5, ctx: ctx, state: state) ? SMFIS_REJECT : SMFIS_TEMPFAIL
+    case .tempfail(let reply):
+        _ = setReply(reply, digit: 4, ctx: ctx, state: state)
+        return SMFIS_TEMPFAIL
+    }
+}
+
+/// Sets a reply; false when it could not be set (the caller then tempfails
+/// rather than reject with a text nobody chose).
+private func setReply(_ reply: Reply, digit: Int, ctx: OpaquePointer, state: Connection) -> Bool {
+    guard reply.isValid(forClass: digit) else {
+        state.logger.error("invalid SMTP reply code", metadata: ["code": "\(reply.code)", "enhanced": "\(reply.enhancedCode)"])
+        return false
+    }
+    let lines = reply.wireLines
+    let code = String(reply.code)
+    // libmilter copies the reply into its own buffer: the C strings need
+    // only live for the call.
+    var cLines = lines.map { strdup($0) }
+    defer { cLines.forEach { free($0) } }
+    let status: Int32 = code.withCString { cCode in
+        reply.enhancedCode.withCString { cEnhanced in
+            if cLines.count == 1 {
+                return smfi_setreply(ctx, UnsafeMutablePointer(mutating: cCode),
+                                     UnsafeMutablePointer(mutating: cEnhanced), cLines[0])
+            }
+            return cLines.withUnsafeMutableBufferPointer { buffer in
+                buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { lines in
+                    cmilter_setmlreply(ctx, cCode, cEnhanced, lines.baseAddress, lines.count)
+                }
+            }
+        }
+    }
+    if status != MI_SUCCESS {
+        state.logger.error("libmilter refused the reply text", metadata: ["code": "\(code)"])
+        return false
+    }
+    return true
+}
+
+private func apply(_ modification: Modification, ctx: OpaquePointer) -> Modification? {
+    let status: Int32 = withCStrings(modification) { a, b in
+        switch modification {
+        case .addRecipient: smfi_addrcpt(ctx, a)
+        case .deleteRecipient: smfi_delrcpt(ctx, a)
+        case .changeSender: smfi_chgfrom(ctx, a, nil)
+        case .addHeader: smfi_addheader(ctx, a, b)
+        case .insertHeader(let index, _, _): smfi_insheader(ctx, Int32(clamping: index), a, b)
+        case .changeHeader(_, let occurrence, _): smfi_chgheader(ctx, a, Int32(clamping: occurrence), b)
+        }
+    }
+    return status == MI_SUCCESS ? nil : modification
+}
+
+/// Calls `body` with mutable C copies of the modification's strings
+/// (libmilter's prototypes take `char *`), freed afterwards.
+private func withCStrings<R>(_ modification: Modification,
+                             _ body: (UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?) -> R) -> R {
+    let (first, second): (String?, String?) = switch modification {
+    case .addRecipient(let address), .deleteRecipient(let address): (address, nil)
+    case .changeSender(let address): ("<\(address)>", nil)
+    case .addHeader(let name, let value), .insertHeader(_, let name, let value): (name, value)
+    case .changeHeader(let name, _, let value): (name, value)
+    }
+    let a = first.map { strdup($0) } ?? nil
+    let b = second.map { strdup($0) } ?? nil
+    defer { free(a); free(b) }
+    return body(a, b)
+}

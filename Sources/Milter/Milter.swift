@@ -1,0 +1,191 @@
+import CMilter
+import Glibc
+import Logging
+import Synchronization
+
+/// The Swift side of libmilter: negotiation, per-connection sessions, and the
+/// translation of `Verdict`s and `Modification`s into `smfi_*` calls.
+/// It knows nothing of what the filter decides.
+public enum Milter {
+    /// Message changes the filter may make (SMFIF_*). Negotiation fails
+    /// loudly when the MTA cannot grant one of them.
+    public struct Actions: OptionSet, Sendable {
+        public let rawValue: UInt
+        public init(rawValue: UInt) { self.rawValue = rawValue }
+        public static let addHeaders = Actions(rawValue: UInt(SMFIF_ADDHDRS))
+        public static let changeHeaders = Actions(rawValue: UInt(SMFIF_CHGHDRS))
+        public static let addRecipients = Actions(rawValue: UInt(SMFIF_ADDRCPT))
+        public static let deleteRecipients = Actions(rawValue: UInt(SMFIF_DELRCPT))
+        public static let changeSender = Actions(rawValue: UInt(SMFIF_CHGFROM))
+    }
+
+    /// The protocol steps a filter can take part in.
+    public enum Step: CaseIterable, Hashable, Sendable {
+        case connect, helo, mail, recipient, data, headers, endOfHeaders, body, unknown
+
+        /// The flag that asks the MTA not to send this step at all.
+        var skipFlag: UInt {
+            switch self {
+            case .connect: UInt(SMFIP_NOCONNECT)
+            case .helo: UInt(SMFIP_NOHELO)
+            case .mail: UInt(SMFIP_NOMAIL)
+            case .recipient: UInt(SMFIP_NORCPT)
+            case .data: UInt(SMFIP_NODATA)
+            case .headers: UInt(SMFIP_NOHDRS)
+            case .endOfHeaders: UInt(SMFIP_NOEOH)
+            case .body: UInt(SMFIP_NOBODY)
+            case .unknown: UInt(SMFIP_NOUNKNOWN)
+            }
+        }
+        /// The flag that tells the MTA not to wait for a reply to this step.
+        var noReplyFlag: UInt {
+            switch self {
+            case .connect: UInt(SMFIP_NR_CONN)
+            case .helo: UInt(SMFIP_NR_HELO)
+            case .mail: UInt(SMFIP_NR_MAIL)
+            case .recipient: UInt(SMFIP_NR_RCPT)
+            case .data: UInt(SMFIP_NR_DATA)
+            case .headers: UInt(SMFIP_NR_HDR)
+            case .endOfHeaders: UInt(SMFIP_NR_EOH)
+            case .body: UInt(SMFIP_NR_BODY)
+            case .unknown: UInt(SMFIP_NR_UNKN)
+            }
+        }
+    }
+
+    /// The stages at which a filter may ask for macros (SMFIM_*).
+    public enum MacroStage: Int32, CaseIterable, Hashable, Sendable {
+        case connect = 0, helo = 1, mail = 2, recipient = 3, data = 4, endOfMessage = 5, endOfHeaders = 6
+    }
+
+    public struct Options: Sendable {
+        /// Name for logs and for libmilter.
+        public var name: String
+        /// libmilter socket spec: "unix:/path", "inet:port@host", "inet6:port@host".
+        public var socket: String
+        public var actions: Actions
+        /// The steps the filter takes part in; the MTA is asked to skip the rest.
+        public var steps: Set<Step>
+        /// Of `steps`, those whose answer can change anything (a reject). The
+        /// MTA is told not to wait for a reply to the others.
+        public var replies: Set<Step>
+        /// Macros to request per stage (sets the MTA's macro list).
+        public var macros: [MacroStage: [String]]
+        /// Seconds libmilter waits on the MTA before giving up a connection.
+        public var timeout: Int32
+        public var backlog: Int32
+        /// Unix socket permissions, applied after the socket is created.
+        public var socketMode: mode_t?
+        public var socketOwner: uid_t?
+        public var socketGroup: gid_t?
+
+        public init(name: String, socket: String, actions: Actions, steps: Set<Step>, replies: Set<Step>,
+                    macros: [MacroStage: [String]] = [:], timeout: Int32 = 30, backlog: Int32 = 128,
+                    socketMode: mode_t? = nil, socketOwner: uid_t? = nil, socketGroup: gid_t? = nil) {
+            self.name = name
+            self.socket = socket
+            self.actions = actions
+            self.steps = steps
+            self.replies = replies
+            self.macros = macros
+            self.timeout = timeout
+            self.backlog = backlog
+            self.socketMode = socketMode
+            self.socketOwner = socketOwner
+            self.socketGroup = socketGroup
+        }
+    }
+
+    /// Everything a callback needs, fixed for the life of the process.
+    struct Registration: Sendable {
+        let options: Options
+        let logger: Logger
+        let makeSession: @Sendable () -> any MilterSession
+    }
+
+    /// libmilter is a process-wide singleton, so its registration is too.
+    static let registration = Mutex<Registration?>(nil)
+
+    /// Registers the filter, opens the socket and serves until `stop()` or a
+    /// stop signal. Can run once per process (a libmilter limit).
+    public static func run(_ options: Options, logger: Logger,
+                           makeSession: @escaping @Sendable () -> any MilterSession) throws(MilterError) {
+        let registered = registration.withLock { current -> Bool in
+            if current != nil { return false }
+            current = Registration(options: options, logger: logger, makeSession: makeSession)
+            return true
+        }
+        guard registered else { throw .alreadyRunning }
+
+        try check(smfi_setconn(strdup(options.socket)), .setConnection(options.socket))
+        try check(smfi_settimeout(options.timeout), .setTimeout)
+        try check(smfi_setbacklog(options.backlog), .setBacklog)
+
+        var description = smfiDesc()
+        description.xxfi_name = strdup(options.name)
+        description.xxfi_version = cmilter_version()
+        description.xxfi_flags = options.actions.rawValue | UInt(SMFIF_SETSYMLIST)
+        description.xxfi_connect = milterConnect
+        description.xxfi_envfrom = milterMailFrom
+        description.xxfi_envrcpt = milterRecipient
+        description.xxfi_header = milterHeader
+        description.xxfi_eom = milterEndOfMessage
+        description.xxfi_abort = milterAbort
+        description.xxfi_close = milterClose
+        description.xxfi_negotiate = milterNegotiate
+        try check(smfi_register(description), .register)
+
+        // true: remove a stale unix socket left by a crashed earlier run.
+        try check(smfi_opensocket(1), .openSocket(options.socket))
+        try applySocketPermissions(options)
+
+        logger.info("listening", metadata: ["socket": "\(options.socket)"])
+        try check(smfi_main(), .main)
+    }
+
+    /// Asks `run` to return once connections in flight are done.
+    public static func stop() {
+        _ = smfi_stop()
+    }
+
+    private static func check(_ status: Int32, _ error: MilterError) throws(MilterError) {
+        if status != MI_SUCCESS { throw error }
+    }
+
+    private static func applySocketPermissions(_ options: Options) throws(MilterError) {
+        guard options.socket.hasPrefix("unix:") || options.socket.hasPrefix("local:") else { return }
+        let path = String(options.socket.drop { $0 != ":" }.dropFirst())
+        if options.socketOwner != nil || options.socketGroup != nil {
+            let owner = options.socketOwner ?? uid_t.max   // (uid_t)-1: leave as is
+            let group = options.socketGroup ?? gid_t.max
+            if chown(path, owner, group) != 0 { throw .socketPermissions(path, errno) }
+        }
+        if let mode = options.socketMode, chmod(path, mode) != 0 {
+            throw .socketPermissions(path, errno)
+        }
+    }
+}
+
+public enum MilterError: Error, Equatable, CustomStringConvertible {
+    case alreadyRunning
+    case setConnection(String)
+    case setTimeout
+    case setBacklog
+    case register
+    case openSocket(String)
+    case socketPermissions(String, Int32)
+    case main
+
+    public var description: String {
+        switch self {
+        case .alreadyRunning: "the milter is already running in this process"
+        case .setConnection(let spec): "libmilter rejected the socket spec \"\(spec)\" (expected unix:/path or inet:port@host)"
+        case .setTimeout: "libmilter rejected the timeout"
+        case .setBacklog: "libmilter rejected the listen backlog"
+        case .register: "libmilter refused to register the filter"
+        case .openSocket(let spec): "cannot open milter socket \(spec) (in use, bad path, or no permission)"
+        case .socketPermissions(let path, let code): "cannot set owner/mode of \(path): \(String(cString: strerror(code)))"
+        case .main: "libmilter's main loop failed"
+        }
+    }
+}
