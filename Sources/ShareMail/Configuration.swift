@@ -1,0 +1,162 @@
+import MailHeaders
+
+/// sharemail's configuration: immutable once loaded. The daemon takes one
+/// snapshot per message, so a reload never changes a message in flight.
+public struct Configuration: Sendable {
+    /// libmilter socket spec ("unix:/path" or "inet:port@host").
+    public var socket: String
+    /// Unix socket permissions (octal mode, owner and group names).
+    public var socketMode: UInt32?
+    public var socketOwner: String?
+    public var socketGroup: String?
+    /// Clients whose unauthenticated mail counts as internal (a webmail host).
+    public var trustedNetworks: [IPNetwork]
+    /// Charset for raw 8-bit header bytes that are not UTF-8.
+    public var headerFallbackCharset: String
+    public var mailboxes: [SharedMailbox]
+
+    public init(socket: String = Configuration.defaultSocket, socketMode: UInt32? = nil, socketOwner: String? = nil,
+                socketGroup: String? = nil, trustedNetworks: [IPNetwork] = [],
+                headerFallbackCharset: String = "GB18030", mailboxes: [SharedMailbox]) {
+        self.socket = socket
+        self.socketMode = socketMode
+        self.socketOwner = socketOwner
+        self.socketGroup = socketGroup
+        self.trustedNetworks = trustedNetworks
+        self.headerFallbackCharset = headerFallbackCharset
+        self.mailboxes = mailboxes
+    }
+
+    public static let defaultSocket = "unix:/run/sharemail/milter.sock"
+}
+
+/// One unified external address and the team behind it.
+public struct SharedMailbox: Sendable, Hashable {
+    /// The address on everybody's business card, such as sales@example.com.
+    public var address: EmailAddress
+    /// The mailbox that gets a copy of everything (defaults to `address`).
+    public var manager: EmailAddress
+    /// Copy mail that names no staff to every staff.
+    public var forwardUnnamed: Bool
+    public var staff: [Staff]
+
+    public init(address: EmailAddress, manager: EmailAddress? = nil, forwardUnnamed: Bool = false, staff: [Staff]) {
+        self.address = address
+        self.manager = manager ?? address
+        self.forwardUnnamed = forwardUnnamed
+        self.staff = staff
+    }
+}
+
+public struct Staff: Sendable, Hashable {
+    /// Shown to customers as the display name of the unified address;
+    /// customers' replies are routed by it.
+    public var name: String
+    /// Other names customers may write (e.g. "Zhang San", "张三").
+    public var aliases: [String]
+    /// The staff's own mailbox; never shown to the Internet.
+    public var address: EmailAddress
+    /// SASL login that identifies this staff (defaults to `address`).
+    public var login: String
+    /// May the Internet write to `address` directly.
+    public var receiveInternet: Bool
+    /// May this staff mail the Internet.
+    public var sendInternet: Bool
+
+    public init(name: String, aliases: [String] = [], address: EmailAddress, login: String? = nil,
+                receiveInternet: Bool = false, sendInternet: Bool = true) {
+        self.name = name
+        self.aliases = aliases
+        self.address = address
+        self.login = login ?? address.value
+        self.receiveInternet = receiveInternet
+        self.sendInternet = sendInternet
+    }
+
+    /// Every name that routes to this staff, normalised for matching.
+    public var matchKeys: [String] {
+        var seen = Set<String>()
+        return ([name] + aliases).map(NameNormalizer.normalize).filter { !$0.isEmpty && seen.insert($0).inserted }
+    }
+}
+
+/// Where a staff member sits in the configuration.
+public struct StaffReference: Hashable, Sendable {
+    public let mailbox: Int
+    public let staff: Int
+}
+
+/// Lookup tables built once per configuration, so that a decision costs the
+/// same with 10 staff or 10,000.
+public struct Directory: Sendable {
+    public let configuration: Configuration
+    let staffByAddress: [EmailAddress: StaffReference]
+    let staffByLogin: [String: StaffReference]
+    let mailboxByAddress: [EmailAddress: Int]
+    /// Per mailbox: normalised name or alias → staff index.
+    let staffByName: [[String: Int]]
+    /// Every configured address: unified, manager and staff.
+    let localAddresses: Set<EmailAddress>
+    /// Domains of the configured addresses: everything else is the Internet.
+    let localDomains: Set<Substring>
+
+    /// Builds the tables. The loader has already refused duplicates; should
+    /// one slip through (a configuration built in code), the first wins.
+    public init(_ configuration: Configuration) {
+        self.configuration = configuration
+        var byAddress: [EmailAddress: StaffReference] = [:]
+        var byLogin: [String: StaffReference] = [:]
+        var mailboxes: [EmailAddress: Int] = [:]
+        var names: [[String: Int]] = []
+        var local = Set<EmailAddress>()
+        for (m, mailbox) in configuration.mailboxes.enumerated() {
+            if mailboxes[mailbox.address] == nil { mailboxes[mailbox.address] = m }
+            local.insert(mailbox.address)
+            local.insert(mailbox.manager)
+            var byName: [String: Int] = [:]
+            for (s, staff) in mailbox.staff.enumerated() {
+                let reference = StaffReference(mailbox: m, staff: s)
+                if byAddress[staff.address] == nil { byAddress[staff.address] = reference }
+                if byLogin[staff.login.lowercased()] == nil { byLogin[staff.login.lowercased()] = reference }
+                for key in staff.matchKeys where byName[key] == nil { byName[key] = s }
+                local.insert(staff.address)
+            }
+            names.append(byName)
+        }
+        staffByAddress = byAddress
+        staffByLogin = byLogin
+        mailboxByAddress = mailboxes
+        staffByName = names
+        localAddresses = local
+        localDomains = Set(local.map(\.domain))
+    }
+
+    public func staff(_ reference: StaffReference) -> Staff {
+        configuration.mailboxes[reference.mailbox].staff[reference.staff]
+    }
+
+    public func mailbox(_ reference: StaffReference) -> SharedMailbox {
+        configuration.mailboxes[reference.mailbox]
+    }
+
+    public func staff(address: EmailAddress) -> StaffReference? { staffByAddress[address] }
+    public func staff(login: String) -> StaffReference? { staffByLogin[login.lowercased()] }
+    public func mailbox(address: EmailAddress) -> Int? { mailboxByAddress[address] }
+
+    /// The staff of mailbox `mailbox` whose name or alias is `displayName`.
+    public func staff(named displayName: String, inMailbox mailbox: Int) -> StaffReference? {
+        let key = NameNormalizer.normalize(displayName)
+        guard !key.isEmpty, let s = staffByName[mailbox][key] else { return nil }
+        return StaffReference(mailbox: mailbox, staff: s)
+    }
+
+    /// Is `address` in this installation (configured, or in a configured
+    /// domain), as opposed to the Internet.
+    public func isLocal(_ address: EmailAddress) -> Bool {
+        localAddresses.contains(address) || localDomains.contains(address.domain)
+    }
+
+    public func isTrusted(_ client: IPAddress) -> Bool {
+        configuration.trustedNetworks.contains { $0.contains(client) }
+    }
+}

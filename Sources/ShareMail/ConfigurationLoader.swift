@@ -1,0 +1,316 @@
+import MailHeaders
+import TOMLKit
+
+/// One thing wrong with a configuration file, pointing at the key and line.
+public struct ConfigurationProblem: Error, Hashable, Sendable, CustomStringConvertible {
+    public enum Severity: String, Sendable { case error, warning }
+    public var file: String
+    /// 1-based line, when the key can be found in the text.
+    public var line: Int?
+    /// Dotted key path such as `mailbox[0].staff[1].address`.
+    public var key: String
+    public var message: String
+    public var severity: Severity
+
+    public var description: String {
+        let place = line.map { "\(file):\($0)" } ?? file
+        let prefix = severity == .warning ? "warning: " : ""
+        return key.isEmpty ? "\(place): \(prefix)\(message)" : "\(place): \(prefix)\(key): \(message)"
+    }
+}
+
+/// All problems of a file that cannot be used.
+public struct ConfigurationErrors: Error, Sendable, CustomStringConvertible {
+    public var problems: [ConfigurationProblem]
+    public var description: String { problems.map(\.description).joined(separator: "\n") }
+}
+
+/// Reads sharemail's TOML configuration. Pure: it takes the text, so the
+/// daemon, the checker and the tests load files the same way.
+public enum ConfigurationLoader {
+    /// Parses and validates. Throws every error found (not just the first);
+    /// warnings come back with the configuration.
+    public static func load(text: String, file: String) throws(ConfigurationErrors) -> (Configuration, [ConfigurationProblem]) {
+        var reader = Reader(file: file, locator: KeyLocator(text: text))
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationErrors(problems: [ConfigurationProblem(
+                file: file, line: error.source.begin.line, key: "", message: "TOML syntax: \(error.description)",
+                severity: .error)])
+        } catch {
+            throw ConfigurationErrors(problems: [ConfigurationProblem(
+                file: file, line: nil, key: "", message: "TOML syntax: \(error)", severity: .error)])
+        }
+        let configuration = reader.configuration(table)
+        let errors = reader.problems.filter { $0.severity == .error }
+        if let configuration, errors.isEmpty {
+            return (configuration, reader.problems.filter { $0.severity == .warning })
+        }
+        throw ConfigurationErrors(problems: reader.problems.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
+    }
+}
+
+private struct Reader {
+    let file: String
+    let locator: KeyLocator
+    var problems: [ConfigurationProblem] = []
+
+    static let topKeys: Set<String> = ["socket", "socket_mode", "socket_owner", "socket_group", "trusted_networks",
+                                       "header_fallback_charset", "mailbox"]
+    static let mailboxKeys: Set<String> = ["address", "manager", "forward_unnamed", "staff"]
+    static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet"]
+
+    init(file: String, locator: KeyLocator) {
+        self.file = file
+        self.locator = locator
+    }
+
+    mutating func problem(_ key: String, _ message: String, severity: ConfigurationProblem.Severity = .error) {
+        problems.append(ConfigurationProblem(file: file, line: locator.line(of: key), key: key, message: message,
+                                             severity: severity))
+    }
+
+    mutating func configuration(_ table: TOMLTable) -> Configuration? {
+        checkKeys(table, allowed: Reader.topKeys, path: "")
+        let socket = string(table, "socket", path: "") ?? Configuration.defaultSocket
+        if !(socket.hasPrefix("unix:") || socket.hasPrefix("local:") || socket.hasPrefix("inet:") || socket.hasPrefix("inet6:")) {
+            problem("socket", "\"\(socket)\" is not a libmilter socket: use unix:/path or inet:port@host")
+        }
+        var mode: UInt32?
+        if let text = string(table, "socket_mode", path: "") {
+            if let value = UInt32(text, radix: 8), value <= 0o777 { mode = value } else {
+                problem("socket_mode", "\"\(text)\" is not an octal file mode such as \"0660\"")
+            }
+        }
+        let networks = (stringArray(table, "trusted_networks", path: "") ?? []).enumerated().compactMap { i, text in
+            let network = IPNetwork(text)
+            if network == nil { problem("trusted_networks[\(i)]", "\"\(text)\" is not an IP address or network") }
+            return network
+        }
+        let charset = string(table, "header_fallback_charset", path: "") ?? "GB18030"
+
+        var mailboxes: [SharedMailbox] = []
+        if let value = table["mailbox"] {
+            if let array = value.array {
+                for (i, element) in array.enumerated() {
+                    guard let entry = element.table else {
+                        problem("mailbox[\(i)]", "must be a table ([[mailbox]])")
+                        continue
+                    }
+                    if let mailbox = mailbox(entry, path: "mailbox[\(i)]") { mailboxes.append(mailbox) }
+                }
+            } else {
+                problem("mailbox", "must be an array of tables: write [[mailbox]]")
+            }
+        }
+        if table["mailbox"] == nil {
+            problem("", "no [[mailbox]] is configured: sharemail would do nothing", severity: .warning)
+        }
+        checkDuplicates(mailboxes)
+        return Configuration(socket: socket, socketMode: mode, socketOwner: string(table, "socket_owner", path: ""),
+                             socketGroup: string(table, "socket_group", path: ""), trustedNetworks: networks,
+                             headerFallbackCharset: charset, mailboxes: mailboxes)
+    }
+
+    mutating func mailbox(_ table: TOMLTable, path: String) -> SharedMailbox? {
+        checkKeys(table, allowed: Reader.mailboxKeys, path: path)
+        let address = requiredAddress(table, "address", path: path)
+        let manager = optionalAddress(table, "manager", path: path)
+        let forward = bool(table, "forward_unnamed", path: path) ?? false
+        var staff: [Staff] = []
+        if let value = table["staff"] {
+            if let array = value.array {
+                for (i, element) in array.enumerated() {
+                    guard let entry = element.table else {
+                        problem("\(path).staff[\(i)]", "must be a table ([[mailbox.staff]])")
+                        continue
+                    }
+                    if let member = self.staff(entry, path: "\(path).staff[\(i)]") { staff.append(member) }
+                }
+            } else {
+                problem("\(path).staff", "must be an array of tables: write [[mailbox.staff]]")
+            }
+        }
+        guard let address else { return nil }
+        return SharedMailbox(address: address, manager: manager, forwardUnnamed: forward, staff: staff)
+    }
+
+    mutating func staff(_ table: TOMLTable, path: String) -> Staff? {
+        checkKeys(table, allowed: Reader.staffKeys, path: path)
+        let name = string(table, "name", path: path)
+        if table["name"] == nil { problem(path + ".name", "is required") }
+        if let name, NameNormalizer.normalize(name).isEmpty { problem(path + ".name", "must not be empty") }
+        let aliases = stringArray(table, "aliases", path: path) ?? []
+        for (i, alias) in aliases.enumerated() where NameNormalizer.normalize(alias).isEmpty {
+            problem("\(path).aliases[\(i)]", "must not be empty")
+        }
+        let address = requiredAddress(table, "address", path: path)
+        let login = string(table, "login", path: path)
+        if let login, login.isEmpty || login.contains(where: \.isWhitespace) {
+            problem(path + ".login", "\"\(login)\" is not a usable SASL login")
+        }
+        let receive = bool(table, "receive_internet", path: path) ?? false
+        let send = bool(table, "send_internet", path: path) ?? true
+        guard let name, let address else { return nil }
+        return Staff(name: name, aliases: aliases, address: address, login: login, receiveInternet: receive, sendInternet: send)
+    }
+
+    /// Duplicates make routing ambiguous: each is an error naming both places.
+    mutating func checkDuplicates(_ mailboxes: [SharedMailbox]) {
+        var unified: [EmailAddress: String] = [:]
+        var roles: [EmailAddress: String] = [:]   // unified and manager addresses
+        for (m, mailbox) in mailboxes.enumerated() {
+            let path = "mailbox[\(m)]"
+            if let first = unified[mailbox.address] {
+                problem(path + ".address", "\(mailbox.address) is already the address of \(first)")
+            } else {
+                unified[mailbox.address] = path
+            }
+            roles[mailbox.address] = roles[mailbox.address] ?? "\(path).address"
+            roles[mailbox.manager] = roles[mailbox.manager] ?? "\(path).manager"
+        }
+        var addresses: [EmailAddress: String] = [:]
+        var logins: [String: String] = [:]
+        for (m, mailbox) in mailboxes.enumerated() {
+            var names: [String: String] = [:]
+            for (s, staff) in mailbox.staff.enumerated() {
+                let path = "mailbox[\(m)].staff[\(s)]"
+                if let first = addresses[staff.address] {
+                    problem(path + ".address", "\(staff.address) is already staff at \(first)")
+                } else {
+                    addresses[staff.address] = path
+                }
+                if let role = roles[staff.address] {
+                    problem(path + ".address", "\(staff.address) is a unified or manager address (\(role)); a staff needs a mailbox of their own")
+                }
+                let login = staff.login.lowercased()
+                if let first = logins[login] {
+                    problem(path + ".login", "login \"\(staff.login)\" is already used by \(first)")
+                } else {
+                    logins[login] = path
+                }
+                for key in staff.matchKeys {
+                    if let first = names[key] {
+                        problem(path + ".name", "\"\(key)\" matches the same way as a name of \(first): customers' replies could not be routed")
+                    } else {
+                        names[key] = path
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Typed access
+
+    mutating func checkKeys(_ table: TOMLTable, allowed: Set<String>, path: String) {
+        for key in table.keys where !allowed.contains(key) {
+            let full = path.isEmpty ? key : "\(path).\(key)"
+            problem(full, "unknown key (known here: \(allowed.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    mutating func string(_ table: TOMLTable, _ key: String, path: String) -> String? {
+        guard let value = table[key] else { return nil }
+        if let text = value.string { return text }
+        problem(join(path, key), "must be a string")
+        return nil
+    }
+
+    mutating func bool(_ table: TOMLTable, _ key: String, path: String) -> Bool? {
+        guard let value = table[key] else { return nil }
+        if let flag = value.bool { return flag }
+        problem(join(path, key), "must be true or false")
+        return nil
+    }
+
+    mutating func stringArray(_ table: TOMLTable, _ key: String, path: String) -> [String]? {
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else {
+            problem(join(path, key), "must be an array of strings")
+            return nil
+        }
+        var result: [String] = []
+        for (i, element) in array.enumerated() {
+            if let text = element.string { result.append(text) } else { problem("\(join(path, key))[\(i)]", "must be a string") }
+        }
+        return result
+    }
+
+    mutating func requiredAddress(_ table: TOMLTable, _ key: String, path: String) -> EmailAddress? {
+        if table[key] == nil {
+            problem(join(path, key), "is required")
+            return nil
+        }
+        return optionalAddress(table, key, path: path)
+    }
+
+    mutating func optionalAddress(_ table: TOMLTable, _ key: String, path: String) -> EmailAddress? {
+        guard let text = string(table, key, path: path) else { return nil }
+        guard let address = EmailAddress(text), !text.contains("<") else {
+            problem(join(path, key), "\"\(text)\" is not an email address (write local@domain)")
+            return nil
+        }
+        return address
+    }
+
+    func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+}
+
+/// Finds the line of a key path such as `mailbox[1].staff[0].address` in
+/// TOML text. TOMLKit does not report where values sit, so this follows the
+/// table headers sharemail's schema uses; a key it cannot place falls back
+/// to its table's header line.
+struct KeyLocator {
+    private var lines: [String: Int] = [:]
+
+    init(text: String) {
+        var table = ""
+        var mailbox = -1
+        var staff = -1
+        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingSpaces
+            let lineNumber = number + 1
+            if line.hasPrefix("[") {
+                let name = line.filter { $0 != "[" && $0 != "]" && !$0.isWhitespace }
+                let header = name.split(separator: "#").first.map(String.init) ?? name
+                switch header {
+                case "mailbox":
+                    mailbox += 1
+                    staff = -1
+                    table = "mailbox[\(mailbox)]"
+                case "mailbox.staff":
+                    staff += 1
+                    table = "mailbox[\(max(mailbox, 0))].staff[\(staff)]"
+                default:
+                    table = header
+                }
+                if lines[table] == nil { lines[table] = lineNumber }
+                continue
+            }
+            guard let equals = line.firstIndex(of: "="), !line.hasPrefix("#") else { continue }
+            let key = line[..<equals].trimmingSpaces.filter { $0 != "\"" && $0 != "'" }
+            guard !key.isEmpty else { continue }
+            let path = table.isEmpty ? key : "\(table).\(key)"
+            if lines[path] == nil { lines[path] = lineNumber }
+        }
+    }
+
+    /// The line of `path`, else of the nearest enclosing table or array key.
+    func line(of path: String) -> Int? {
+        var candidate = Substring(path)
+        while !candidate.isEmpty {
+            if let line = lines[String(candidate)] { return line }
+            // Drop a trailing `[n]` of an array element, then a `.key`.
+            if candidate.hasSuffix("]"), let open = candidate.lastIndex(of: "[") {
+                candidate = candidate[..<open]
+            } else if let dot = candidate.lastIndex(of: ".") {
+                candidate = candidate[..<dot]
+            } else {
+                return nil
+            }
+        }
+        return nil
+    }
+}

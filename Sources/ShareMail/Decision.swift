@@ -1,0 +1,75 @@
+/// An SMTP reply the engine wants sent.
+public struct SMTPReply: Sendable, Hashable, CustomStringConvertible {
+    public var code: Int
+    public var enhancedCode: String
+    public var text: String
+
+    public init(code: Int, enhancedCode: String, text: String) {
+        self.code = code
+        self.enhancedCode = enhancedCode
+        self.text = text
+    }
+
+    public var description: String { "\(code) \(enhancedCode) \(text)" }
+}
+
+/// One change to the message headers.
+public struct HeaderChange: Sendable, Hashable {
+    public enum Operation: String, Sendable, Hashable {
+        /// Append `name: value`.
+        case add
+        /// Replace the `occurrence`-th header called `name` with `value`.
+        case change
+        /// Remove the `occurrence`-th header called `name`.
+        case delete
+    }
+
+    public var operation: Operation
+    public var name: String
+    /// 1-based among headers of the same name (case-insensitive); 0 for add.
+    public var occurrence: Int
+    /// New value (folded, ready for the wire); nil for delete.
+    public var value: String?
+    /// The value it replaces, for reports (nil for add).
+    public var oldValue: String?
+
+    public static func add(_ name: String, _ value: String) -> HeaderChange {
+        HeaderChange(operation: .add, name: name, occurrence: 0, value: value, oldValue: nil)
+    }
+}
+
+/// What to do with a message: pure data, applied by the milter layer and
+/// printed by the checker.
+public struct Decision: Sendable, Hashable {
+    public enum Action: Sendable, Hashable {
+        case accept
+        case reject(SMTPReply)
+        case tempfail(SMTPReply)
+    }
+
+    public var action: Action
+    public var role: SenderRole
+    public var addRecipients: [EmailAddress] = []
+    /// Recipients to drop, spelled exactly as in RCPT TO.
+    public var removeRecipients: [String] = []
+    public var envelopeSender: EmailAddress?
+    public var headerChanges: [HeaderChange] = []
+    /// Why, in order: which rule fired, which name matched which staff.
+    public var reasons: [String] = []
+
+    public init(action: Action, role: SenderRole) {
+        self.action = action
+        self.role = role
+    }
+
+    /// Does the decision change anything at all.
+    public var changesMessage: Bool {
+        !addRecipients.isEmpty || !removeRecipients.isEmpty || envelopeSender != nil || !headerChanges.isEmpty
+    }
+}
+
+/// The answer to one RCPT TO.
+public enum RecipientVerdict: Sendable, Hashable {
+    case accept
+    case reject(SMTPReply, reason: String)
+}

@@ -1,0 +1,74 @@
+/// How a message reached the MTA.
+public struct Submission: Sendable, Hashable {
+    public enum Channel: String, Sendable, Hashable {
+        /// An SMTP session (Postfix `smtpd_milters`).
+        case smtp
+        /// The `sendmail` command on this host (Postfix `non_smtpd_milters`).
+        case local
+    }
+
+    public var channel: Channel
+    /// The SASL login of the SMTP session (`{auth_authen}`), if any.
+    public var login: String?
+    /// The SMTP client's address, if known.
+    public var clientAddress: IPAddress?
+
+    public init(channel: Channel, login: String? = nil, clientAddress: IPAddress? = nil) {
+        self.channel = channel
+        self.login = login.flatMap { $0.isEmpty ? nil : $0 }
+        self.clientAddress = clientAddress
+    }
+}
+
+/// One header as it came from the MTA: the value's raw bytes, unfolded or
+/// not, 8-bit data untouched.
+public struct Header: Sendable, Hashable {
+    public var name: String
+    public var raw: [UInt8]
+
+    public init(name: String, raw: [UInt8]) {
+        self.name = name
+        self.raw = raw
+    }
+
+    public init(name: String, value: String) {
+        self.init(name: name, raw: Array(value.utf8))
+    }
+}
+
+/// Everything the engine decides on at the end of a message.
+public struct MessageFacts: Sendable, Hashable {
+    public var submission: Submission
+    /// MAIL FROM as the MTA passed it ("<a@b>", "a@b", "<>" or "").
+    public var sender: String
+    /// Accepted RCPT TO addresses, each as the MTA passed it.
+    public var recipients: [String]
+    public var headers: [Header]
+    /// The message was sent with SMTPUTF8: headers may carry raw UTF-8.
+    public var smtpUTF8: Bool
+    /// A unique token for a Message-ID sharemail adds (the caller makes it,
+    /// so the engine stays deterministic).
+    public var uniqueToken: String
+
+    public init(submission: Submission, sender: String, recipients: [String], headers: [Header],
+                smtpUTF8: Bool = false, uniqueToken: String) {
+        self.submission = submission
+        self.sender = sender
+        self.recipients = recipients
+        self.headers = headers
+        self.smtpUTF8 = smtpUTF8
+        self.uniqueToken = uniqueToken
+    }
+}
+
+/// Who is sending, as far as the rules care.
+public enum SenderRole: Sendable, Hashable {
+    /// A staff member of a shared mailbox (authenticated, or local/trusted
+    /// with their own address as envelope sender).
+    case staff(StaffReference)
+    /// Another internal sender: an authenticated non-staff login (such as
+    /// the manager), a local submission, a trusted client.
+    case `internal`
+    /// Everybody else.
+    case internet
+}

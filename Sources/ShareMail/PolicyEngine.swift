@@ -1,0 +1,393 @@
+import MailHeaders
+
+/// The shared-mailbox rules. Facts in, decision out: no I/O, no C, no
+/// clock, no randomness, so the daemon and `sharemail check` give the same
+/// answer for the same mail.
+///
+/// The rules (numbers as in the README):
+///  1. Internet → unified address: the manager gets it (the unified
+///     recipient is replaced by the manager); with `forward_unnamed`, every
+///     staff too.
+///  2. Internet → a staff address: refused at RCPT unless the staff may
+///     receive Internet mail; then the manager is added.
+///  3. Staff → Internet: refused when the staff may not send; otherwise From
+///     becomes `"Name" <unified>`, the envelope sender the unified address,
+///     the manager is added, and no staff address is left in the headers.
+///  4. Internet → `"Name" <unified>` in To/Cc: the manager and that staff only.
+///  5. Mail among local addresses passes untouched.
+///  6. Only configured addresses are ever added.
+public struct PolicyEngine: Sendable {
+    public let directory: Directory
+    let decoder: HeaderDecoder
+
+    public init(configuration: Configuration) {
+        directory = Directory(configuration)
+        decoder = HeaderDecoder(fallbackCharset: configuration.headerFallbackCharset)
+    }
+
+    public var configuration: Configuration { directory.configuration }
+
+    // MARK: Who is sending
+
+    /// Classifies the sender. A From header never counts: only the SASL
+    /// login, or the envelope sender of local and trusted submissions.
+    public func role(of submission: Submission, sender: String) -> (SenderRole, String) {
+        let envelope = PolicyEngine.address(fromPath: sender)
+        if let login = submission.login {
+            if let staff = directory.staff(login: login) {
+                return (.staff(staff), "authenticated as \(login): staff \(directory.staff(staff).name) of \(directory.mailbox(staff).address)")
+            }
+            return (.internal, "authenticated as \(login), not a staff login: internal mail")
+        }
+        let how: String
+        switch submission.channel {
+        case .local:
+            how = "submitted on this host"
+        case .smtp:
+            guard let client = submission.clientAddress, directory.isTrusted(client) else {
+                if let envelope, directory.staff(address: envelope) != nil {
+                    return (.internet, "envelope sender \(envelope) is a staff address but the client is not authenticated or trusted: Internet mail")
+                }
+                return (.internet, "unauthenticated client: Internet mail")
+            }
+            how = "trusted client \(client)"
+        }
+        if let envelope, let staff = directory.staff(address: envelope) {
+            return (.staff(staff), "\(how) with staff envelope sender \(envelope): staff \(directory.staff(staff).name)")
+        }
+        return (.internal, "\(how): internal mail")
+    }
+
+    // MARK: RCPT
+
+    /// Rule 2 (and rule 3's refusal for SMTP): answers one RCPT TO.
+    public func checkRecipient(_ recipient: String, submission: Submission, sender: String) -> RecipientVerdict {
+        let (role, _) = self.role(of: submission, sender: sender)
+        switch (role, kind(of: recipient)) {
+        case (.internet, .staff(let reference)):
+            let staff = directory.staff(reference)
+            guard !staff.receiveInternet else { return .accept }
+            let unified = directory.mailbox(reference).address
+            return .reject(SMTPReply(code: 550, enhancedCode: "5.7.1",
+                                     text: "\(staff.address) does not accept mail from the Internet; write to \(unified)"),
+                           reason: "rule 2: \(staff.address) may not receive Internet mail")
+        case (.staff(let reference), .internet):
+            // Mail from the sendmail command is refused at end of message:
+            // Postfix treats a non-SMTP RCPT reject as a broken milter.
+            guard submission.channel == .smtp else { return .accept }
+            let staff = directory.staff(reference)
+            guard !staff.sendInternet else { return .accept }
+            return .reject(refusedToSend(staff, reference), reason: "rule 3: \(staff.name) may not send to the Internet")
+        default:
+            return .accept
+        }
+    }
+
+    // MARK: End of message
+
+    public func decide(_ facts: MessageFacts) -> Decision {
+        let (role, why) = self.role(of: facts.submission, sender: facts.sender)
+        var plan = Plan(facts: facts, role: role)
+        plan.reason(why)
+        switch role {
+        case .internet:
+            routeInbound(&plan)
+        case .staff(let reference):
+            routeOutbound(&plan, staff: reference)
+        case .internal:
+            plan.reason("rule 5: internal mail passes untouched")
+        }
+        return plan.decision
+    }
+
+    /// Rules 1, 2 and 4, for mail from the Internet.
+    private func routeInbound(_ plan: inout Plan) {
+        var namesChecked = false
+        var named: [Int: [StaffReference]] = [:]   // mailbox → staff named in To/Cc
+        for recipient in plan.facts.recipients {
+            switch kind(of: recipient) {
+            case .unified(let m):
+                let mailbox = directory.configuration.mailboxes[m]
+                if mailbox.manager != mailbox.address {
+                    plan.remove(recipient)
+                    plan.add(mailbox.manager)
+                    plan.reason("rule 1: \(mailbox.address) is delivered to the manager \(mailbox.manager)")
+                } else {
+                    plan.reason("rule 1: \(mailbox.address) is its own manager mailbox")
+                }
+                if !namesChecked {
+                    named = namedStaff(in: plan.facts.headers, plan: &plan)
+                    namesChecked = true
+                }
+                if let staff = named[m], !staff.isEmpty {
+                    for reference in staff { plan.add(directory.staff(reference).address) }
+                    plan.reason("rule 4: named staff only: \(staff.map { directory.staff($0).name }.joined(separator: ", "))")
+                } else if mailbox.forwardUnnamed {
+                    for staff in mailbox.staff { plan.add(staff.address) }
+                    plan.reason("rule 1: no staff named; forward_unnamed copies to all \(mailbox.staff.count) staff of \(mailbox.address)")
+                } else {
+                    plan.reason("rule 1: no staff named; forward_unnamed is off: manager only")
+                }
+            case .staff(let reference):
+                let staff = directory.staff(reference)
+                let mailbox = directory.mailbox(reference)
+                if staff.receiveInternet {
+                    plan.add(mailbox.manager)
+                    plan.reason("rule 2: \(staff.address) may receive Internet mail; the manager \(mailbox.manager) gets a copy")
+                } else {
+                    // Refused at RCPT already; should it reach here anyway
+                    // (a milter restart between RCPT and DATA), drop it.
+                    plan.remove(recipient)
+                    plan.reason("rule 2: \(staff.address) may not receive Internet mail: recipient dropped")
+                }
+            case .local, .internet:
+                continue
+            }
+        }
+        if !plan.decision.changesMessage { plan.reason("no shared-mailbox recipient: passes untouched") }
+    }
+
+    /// The staff named by the display names of unified addresses in To and
+    /// Cc, per mailbox, in the order written.
+    private func namedStaff(in headers: [Header], plan: inout Plan) -> [Int: [StaffReference]] {
+        var result: [Int: [StaffReference]] = [:]
+        for header in headers where header.name.caseInsensitiveEquals("To") || header.name.caseInsensitiveEquals("Cc") {
+            let list = decoder.addressList(decoder.text(fromRaw: header.raw))
+            for mailbox in list.mailboxes {
+                guard let address = EmailAddress(mailbox.address), let m = directory.mailbox(address: address),
+                      let name = mailbox.displayName, !name.isEmpty else { continue }
+                if let reference = directory.staff(named: name, inMailbox: m) {
+                    if !(result[m] ?? []).contains(reference) {
+                        result[m, default: []].append(reference)
+                        plan.reason("\(header.name): \"\(name)\" <\(address)> names staff \(directory.staff(reference).name)")
+                    }
+                } else if NameNormalizer.normalize(name) != NameNormalizer.normalize(address.value) {
+                    plan.reason("\(header.name): \"\(name)\" <\(address)> matches no staff of \(address)")
+                }
+            }
+        }
+        return result
+    }
+
+    /// Rule 3 and rule 5, for mail from a staff member.
+    private func routeOutbound(_ plan: inout Plan, staff reference: StaffReference) {
+        let staff = directory.staff(reference)
+        let mailbox = directory.mailbox(reference)
+        let external = plan.facts.recipients.filter { kind(of: $0) == .internet }
+        guard !external.isEmpty else {
+            plan.reason("rule 5: every recipient is local: passes untouched")
+            return
+        }
+        guard staff.sendInternet else {
+            plan.decision.action = .reject(refusedToSend(staff, reference))
+            plan.reason("rule 3: \(staff.name) may not send to the Internet (\(external.joined(separator: ", ")))")
+            return
+        }
+        plan.reason("rule 3: \(staff.name) writes to the Internet (\(external.joined(separator: ", "))): sent as \(mailbox.address)")
+
+        if !PolicyEngine.isNullPath(plan.facts.sender) {
+            plan.decision.envelopeSender = mailbox.address
+        }
+        plan.add(mailbox.manager)
+        plan.reason("rule 3: the manager \(mailbox.manager) keeps a copy")
+        rewriteHeaders(&plan, staff: staff, mailbox: mailbox)
+    }
+
+    /// From becomes the unified address under the staff's name; Sender goes;
+    /// every other staff address in the headers becomes its unified address.
+    private func rewriteHeaders(_ plan: inout Plan, staff: Staff, mailbox: SharedMailbox) {
+        let smtpUTF8 = plan.facts.smtpUTF8
+        let from = HeaderEncoder.mailbox(displayName: staff.name, address: mailbox.address.value, smtpUTF8: smtpUTF8)
+        var occurrences: [String: Int] = [:]
+        var deletions: [HeaderChange] = []
+        var sawFrom = false
+        var sawMessageID = false
+
+        for header in plan.facts.headers {
+            let key = header.name.lowercased()
+            let occurrence = occurrences[key, default: 0] + 1
+            occurrences[key] = occurrence
+            let value = decoder.text(fromRaw: header.raw)
+            switch key {
+            case "from":
+                if occurrence == 1 {
+                    sawFrom = true
+                    plan.decision.headerChanges.append(HeaderChange(
+                        operation: .change, name: header.name, occurrence: 1,
+                        value: HeaderEncoder.fold(name: header.name, value: from), oldValue: value))
+                } else {
+                    deletions.append(HeaderChange(operation: .delete, name: header.name, occurrence: occurrence, value: nil, oldValue: value))
+                }
+            case "sender":
+                deletions.append(HeaderChange(operation: .delete, name: header.name, occurrence: occurrence, value: nil, oldValue: value))
+            default:
+                if key == "message-id", !value.allSatisfy(\.isWhitespace) { sawMessageID = true }
+                if let rewritten = hidingStaffAddresses(in: value, structured: PolicyEngine.addressHeaders.contains(key),
+                                                        smtpUTF8: smtpUTF8) {
+                    plan.decision.headerChanges.append(HeaderChange(
+                        operation: .change, name: header.name, occurrence: occurrence, value: rewritten, oldValue: value))
+                    plan.reason("rule 3: \(header.name) carried a staff address: rewritten")
+                }
+            }
+        }
+        if !sawFrom {
+            plan.decision.headerChanges.append(.add("From", HeaderEncoder.fold(name: "From", value: from)))
+        }
+        // Delete the last occurrence first, so no deletion shifts the index
+        // of another.
+        plan.decision.headerChanges += deletions.sorted { $0.occurrence > $1.occurrence }
+        if !sawMessageID {
+            plan.decision.headerChanges.append(.add("Message-ID", "<\(plan.facts.uniqueToken)@\(mailbox.address.domain)>"))
+            plan.reason("rule 3: Message-ID was missing: added")
+        }
+    }
+
+    /// Headers whose values are address lists (RFC 5322 and common extensions).
+    static let addressHeaders: Set<String> = [
+        "to", "cc", "bcc", "reply-to", "resent-from", "resent-sender", "resent-to", "resent-cc", "resent-bcc",
+        "resent-reply-to", "mail-reply-to", "mail-followup-to", "return-receipt-to", "disposition-notification-to",
+        "errors-to", "return-path", "x-sender", "x-original-from",
+    ]
+
+    /// Replaces each staff address in a header value with that staff's
+    /// public form: `"Name" <unified>` in address lists, the bare unified
+    /// address elsewhere. nil when the value carries no staff address.
+    func hidingStaffAddresses(in value: String, structured: Bool, smtpUTF8: Bool) -> String? {
+        var text = value
+        var changed = false
+        if structured, let rewritten = decoder.rewritingMailboxes(in: text, { mailbox in
+            guard let address = EmailAddress(mailbox.address), let reference = directory.staff(address: address) else { return nil }
+            return HeaderEncoder.mailbox(displayName: directory.staff(reference).name,
+                                         address: directory.mailbox(reference).address.value, smtpUTF8: smtpUTF8)
+        }) {
+            text = rewritten
+            changed = true
+        }
+        // Whatever is left (comments, unstructured headers, phrases that
+        // spell an address): replace address tokens textually.
+        if let scrubbed = replacingAddressTokens(in: text) {
+            text = scrubbed
+            changed = true
+        }
+        return changed ? text : nil
+    }
+
+    /// Finds every `local@domain` token around each "@" and replaces staff
+    /// addresses by their unified address. Linear in the value's length and
+    /// independent of how many staff there are.
+    func replacingAddressTokens(in text: String) -> String? {
+        let scalars = Array(text.unicodeScalars)
+        var output = String.UnicodeScalarView()
+        var copied = 0
+        var changed = false
+        var index = 0
+        while index < scalars.count {
+            guard scalars[index] == "@" else { index += 1; continue }
+            var start = index
+            while start > 0, PolicyEngine.isLocalPartScalar(scalars[start - 1]) { start -= 1 }
+            var end = index + 1
+            while end < scalars.count, PolicyEngine.isDomainScalar(scalars[end]) { end += 1 }
+            while end > index + 1, scalars[end - 1] == "." || scalars[end - 1] == "-" { end -= 1 }
+            while start < index, scalars[start] == "." { start += 1 }
+            if start >= copied, start < index, end > index + 1 {
+                var token = String.UnicodeScalarView()
+                token.append(contentsOf: scalars[start..<end])
+                if let address = EmailAddress(String(token)), let reference = directory.staff(address: address) {
+                    output.append(contentsOf: scalars[copied..<start])
+                    output.append(contentsOf: directory.mailbox(reference).address.value.unicodeScalars)
+                    copied = end
+                    changed = true
+                }
+            }
+            index = max(end, index + 1)
+        }
+        guard changed else { return nil }
+        output.append(contentsOf: scalars[copied...])
+        return String(output)
+    }
+
+    private static func isLocalPartScalar(_ s: Unicode.Scalar) -> Bool {
+        if s.properties.isAlphabetic || s.properties.numericType != nil { return true }
+        return "!#$%&'*+-/=?^_`{|}~.".unicodeScalars.contains(s)
+    }
+
+    private static func isDomainScalar(_ s: Unicode.Scalar) -> Bool {
+        s.properties.isAlphabetic || s.properties.numericType != nil || s == "-" || s == "."
+    }
+
+    private func refusedToSend(_ staff: Staff, _ reference: StaffReference) -> SMTPReply {
+        SMTPReply(code: 550, enhancedCode: "5.7.1",
+                  text: "\(staff.name) may not send mail to the Internet from \(directory.mailbox(reference).address)")
+    }
+
+    // MARK: Recipients
+
+    enum RecipientKind: Equatable {
+        case unified(Int)
+        case staff(StaffReference)
+        /// A configured manager address, or any address in a local domain.
+        case local
+        case internet
+    }
+
+    func kind(of recipient: String) -> RecipientKind {
+        guard let address = PolicyEngine.address(fromPath: recipient) else {
+            // No domain: Postfix completes it with its own (local). Anything
+            // else unreadable counts as the Internet, the side where the
+            // staff rules are strictest.
+            let bare = PolicyEngine.stripBrackets(recipient)
+            return bare.contains("@") || bare.isEmpty ? .internet : .local
+        }
+        if let m = directory.mailbox(address: address) { return .unified(m) }
+        if let staff = directory.staff(address: address) { return .staff(staff) }
+        return directory.isLocal(address) ? .local : .internet
+    }
+
+    static func stripBrackets(_ path: String) -> Substring {
+        var text = Substring(path).trimmingSpaces
+        if text.hasPrefix("<"), text.hasSuffix(">"), text.count >= 2 { text = text.dropFirst().dropLast() }
+        // A source route (<@a,@b:user@host>) is obsolete; keep the mailbox.
+        if text.hasPrefix("@"), let colon = text.firstIndex(of: ":") { text = text[text.index(after: colon)...] }
+        return text
+    }
+
+    /// The address of an envelope path (`<a@b>` or `a@b`); nil for the null
+    /// sender and for what is not an address.
+    static func address(fromPath path: String) -> EmailAddress? {
+        EmailAddress(stripBrackets(path))
+    }
+
+    static func isNullPath(_ path: String) -> Bool { stripBrackets(path).isEmpty }
+}
+
+/// The decision being built, and what has been added or removed so far, so
+/// that nobody gets two copies.
+private struct Plan {
+    let facts: MessageFacts
+    var decision: Decision
+    var present: Set<EmailAddress>
+
+    init(facts: MessageFacts, role: SenderRole) {
+        self.facts = facts
+        decision = Decision(action: .accept, role: role)
+        present = Set(facts.recipients.compactMap(PolicyEngine.address(fromPath:)))
+    }
+
+    mutating func add(_ address: EmailAddress) {
+        if present.insert(address).inserted { decision.addRecipients.append(address) }
+    }
+
+    mutating func remove(_ recipient: String) {
+        guard !decision.removeRecipients.contains(recipient) else { return }
+        decision.removeRecipients.append(recipient)
+        if let address = PolicyEngine.address(fromPath: recipient) { present.remove(address) }
+    }
+
+    mutating func reason(_ text: String) { decision.reasons.append(text) }
+}
+
+extension String {
+    func caseInsensitiveEquals(_ other: String) -> Bool {
+        utf8.count == other.utf8.count && lowercased() == other.lowercased()
+    }
+}
