@@ -1,0 +1,17 @@
+import ShareMail
+import Synchronization
+
+/// The engine in force. Each message takes one snapshot at MAIL FROM and
+/// keeps it to the end, so a reload never mixes two configurations in one
+/// message.
+final class PolicyStore: Sendable {
+    private let current: Mutex<PolicyEngine>
+
+    init(_ engine: PolicyEngine) {
+        current = Mutex(engine)
+    }
+
+    func snapshot() -> PolicyEngine { current.withLock { $0 } }
+
+    func replace(_ engine: PolicyEngine) { current.withLock { $0 = engine } }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import Logging
+import Milter
+import ShareMail
+
+/// One Postfix milter connection: gathers the facts stage by stage and asks
+/// the engine. It only translates; every rule lives in `PolicyEngine`.
+final class ShareMailSession: MilterSession {
+    private let policy: PolicyStore
+    private var logger: Logger
+
+    // Connection
+    private var channel: Submission.Channel = .smtp
+    private var client: IPAddress?
+
+    // Message: reset after end of message and on abort.
+    private var engine: PolicyEngine?
+    private var submission = Submission(channel: .smtp)
+    private var sender = ""
+    private var smtpUTF8 = false
+    private var recipients: [String] = []
+    private var headers: [Header] = []
+
+    init(policy: PolicyStore, logger: Logger) {
+        self.policy = policy
+        self.logger = logger
+    }
+
+    func connect(hostname: String, client: ClientAddress?, context: MilterContext) -> Verdict {
+        // Postfix presents mail from the sendmail command as a connection
+        // from localhost [127.0.0.1] port 0: no SMTP client has port 0.
+        if let client, client.port == 0, hostname == "localhost", client.ip == "127.0.0.1" || client.ip == "::1" {
+            channel = .local
+            self.client = nil
+        } else {
+            channel = .smtp
+            self.client = client.flatMap { IPAddress($0.ip) }
+        }
+        return .continue
+    }
+
+    func mailFrom(_ arguments: [String], context: MilterContext) -> Verdict {
+        resetMessage()
+        engine = policy.snapshot()
+        submission = Submission(channel: channel, login: context.macro("{auth_authen}"), clientAddress: client)
+        sender = arguments.first ?? ""
+        smtpUTF8 = arguments.dropFirst().contains { $0.uppercased() == "SMTPUTF8" }
+        return .continue
+    }
+
+    func recipient(_ arguments: [String], context: MilterContext) -> Verdict {
+        guard let engine, let recipient = arguments.first else {
+            return .tempfail(Self.internalError)
+        }
+        switch engine.checkRecipient(recipient, submission: submission, sender: sender) {
+        case .accept:
+            recipients.append(recipient)
+            return .continue
+        case .reject(let reply, let reason):
+            logger.info("recipient refused", metadata: [
+                "from": "\(sender)", "to": "\(recipient)", "login": "\(submission.login ?? "")",
+                "reply": "\(reply)", "reason": "\(reason)",
+            ])
+            return .reject(Self.reply(reply))
+        }
+    }
+
+    func header(name: String, value: [UInt8], context: MilterContext) -> Verdict {
+        headers.append(Header(name: name, raw: value))
+        return .continue
+    }
+
+    func endOfMessage(context: MilterContext) -> MessageOutcome {
+        defer { resetMessage() }
+        let queueID = context.macro("i") ?? "NOQUEUE"
+        guard let engine else {
+            logger.error("end of message without MAIL FROM: deferring", metadata: ["queue_id": "\(queueID)"])
+            return MessageOutcome(verdict: .tempfail(Self.internalError))
+        }
+        let facts = MessageFacts(submission: submission, sender: sender, recipients: recipients, headers: headers,
+                                 smtpUTF8: smtpUTF8, uniqueToken: "\(UUID().uuidString.lowercased()).sharemail")
+        let decision = engine.decide(facts)
+        log(decision, queueID: queueID)
+        return Self.outcome(decision)
+    }
+
+    func abort() {
+        resetMessage()
+    }
+
+    private func resetMessage() {
+        engine = nil
+        sender = ""
+        smtpUTF8 = false
+        recipients.removeAll(keepingCapacity: true)
+        headers.removeAll(keepingCapacity: true)
+    }
+
+    /// One line per message, keyed by the Postfix queue id so that
+    /// `grep QUEUEID mail.log` shows Postfix and sharemail together.
+    private func log(_ decision: Decision, queueID: String) {
+        var metadata: Logger.Metadata = [
+            "queue_id": "\(queueID)",
+            "channel": "\(submission.channel.rawValue)",
+            "from": "\(sender)",
+            "rcpt": "\(recipients.joined(separator: ","))",
+            "role": "\(Self.describe(decision.role))",
+            "action": "\(Self.describe(decision.action))",
+        ]
+        if let login = submission.login { metadata["login"] = "\(login)" }
+        if !decision.addRecipients.isEmpty { metadata["added"] = "\(decision.addRecipients.map(\.value).joined(separator: ","))" }
+        if !decision.removeRecipients.isEmpty { metadata["removed"] = "\(decision.removeRecipients.joined(separator: ","))" }
+        if let sender = decision.envelopeSender { metadata["new_from"] = "\(sender)" }
+        if !decision.headerChanges.isEmpty {
+            metadata["headers"] = "\(decision.headerChanges.map { "\($0.operation.rawValue):\($0.name)" }.joined(separator: ","))"
+        }
+        logger.info("decision", metadata: metadata)
+        logger.debug("reasons", metadata: ["queue_id": "\(queueID)", "reasons": "\(decision.reasons)"])
+    }
+
+    // MARK: Translation to the milter layer
+
+    static let internalError = Reply(code: 451, enhancedCode: "4.3.0",
+                                     text: "sharemail could not decide on this message; try again later")
+
+    static func reply(_ reply: SMTPReply) -> Reply {
+        Reply(code: reply.code, enhancedCode: reply.enhancedCode, text: reply.text)
+    }
+
+    static func outcome(_ decision: Decision) -> MessageOutcome {
+        switch decision.action {
+        case .reject(let reply):
+            return MessageOutcome(verdict: .reject(Self.reply(reply)))
+        case .tempfail(let reply):
+            return MessageOutcome(verdict: .tempfail(Self.reply(reply)))
+        case .accept:
+            var changes: [Modification] = decision.headerChanges.map { change in
+                switch change.operation {
+                case .add: .addHeader(name: change.name, value: change.value ?? "")
+                case .change: .changeHeader(name: change.name, occurrence: change.occurrence, value: change.value)
+                case .delete: .changeHeader(name: change.name, occurrence: change.occurrence, value: nil)
+                }
+            }
+            if let sender = decision.envelopeSender { changes.append(.changeSender(sender.value)) }
+            changes += decision.removeRecipients.map(Modification.deleteRecipient)
+            changes += decision.addRecipients.map { .addRecipient("<\($0.value)>") }
+            return MessageOutcome(verdict: .continue, modifications: changes)
+        }
+    }
+
+    static func describe(_ role: SenderRole) -> String {
+        switch role {
+        case .staff: "staff"
+        case .internal: "internal"
+        case .internet: "internet"
+        }
+    }
+
+    static func describe(_ action: Decision.Action) -> String {
+        switch action {
+        case .accept: "accept"
+        case .reject(let reply): "reject \(reply.code)"
+        case .tempfail(let reply): "tempfail \(reply.code)"
+        }
+    }
+}

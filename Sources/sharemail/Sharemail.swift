@@ -1,0 +1,17 @@
+import ArgumentParser
+
+@main
+struct Sharemail: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sharemail",
+        abstract: "A shared-mailbox milter for Postfix: one public address, a team behind it.",
+        discussion: """
+            sharemail makes one address (say sales@example.com) work as a team inbox: \
+            Internet mail lands in the manager mailbox (and with the staff it names), \
+            staff replies leave under the unified address with the staff's name, and \
+            the manager keeps a copy of everything. Postfix does all delivery; \
+            sharemail only decides, as a milter.
+            """,
+        subcommands: [Serve.self]
+    )
+}
