@@ -1,0 +1,112 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where things live: the package under test, the sharemail binary, and the per-suite
+/// scratch directories under /tmp/sharemail-e2e/<random>/.
+enum E2EPaths {
+    /// The package root, found from this file's path (Tests/EndToEndTests/Support/…).
+    static let packageRoot: String = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// `SHAREMAIL_BIN` wins; otherwise the debug build the lead produces with `swift build`.
+    static var sharemailBinary: String {
+        if let override = ProcessInfo.processInfo.environment["SHAREMAIL_BIN"], !override.isEmpty {
+            return override
+        }
+        return packageRoot + "/.build/debug/sharemail"
+    }
+
+    /// Strips X-ShareMail-* headers on the way out; only used once it exists in the repository.
+    static var smtpHeaderChecks: String? {
+        let path = packageRoot + "/postfix-conf/smtp_header_checks"
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+
+    /// Short on purpose: the milter socket path must fit in sockaddr_un (108 bytes).
+    static let runsRoot = "/tmp/sharemail-e2e"
+}
+
+/// A fresh scratch directory for one suite, plus cleanup of what crashed runs left behind.
+///
+/// Each directory records the pid of the test process that owns it (`owner.pid`) and the pids
+/// of the daemons it started (`children.pids`). A directory whose owner is gone is stale: its
+/// Postfix is stopped, its daemons are killed and it is removed.
+enum RunDirectory {
+    static func create() throws -> String {
+        try FileManager.default.createDirectory(atPath: E2EPaths.runsRoot, withIntermediateDirectories: true)
+        removeStaleRuns()
+        let name = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let path = E2EPaths.runsRoot + "/" + name
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        // Postfix daemons (user postfix) must reach the milter socket inside it.
+        chmod(path, 0o755)
+        try "\(getpid())\n".write(toFile: path + "/owner.pid", atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Remembers a daemon's pid so a later run can kill it if this one crashes.
+    static func recordChild(_ pid: pid_t, in directory: String) {
+        guard let handle = FileHandle(forWritingAtPath: directory + "/children.pids")
+            ?? (FileManager.default.createFile(atPath: directory + "/children.pids", contents: nil)
+                ? FileHandle(forWritingAtPath: directory + "/children.pids") : nil)
+        else { return }
+        handle.seekToEndOfFile()
+        handle.write(Data("\(pid)\n".utf8))
+        try? handle.close()
+    }
+
+    static func remove(_ directory: String) {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private static func removeStaleRuns() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: E2EPaths.runsRoot) else { return }
+        for name in names {
+            let directory = E2EPaths.runsRoot + "/" + name
+            if let owner = readPids(directory + "/owner.pid").first, owner == getpid() || isAlive(owner) {
+                continue  // another suite of this run, or a concurrent run: not ours to touch
+            }
+            if FileManager.default.fileExists(atPath: directory + "/conf/main.cf") {
+                _ = try? Command.run(["postfix", "-c", directory + "/conf", "stop"], timeout: .seconds(20))
+            }
+            for pid in readPids(directory + "/children.pids") where commandLine(of: pid).contains(directory) {
+                kill(pid, SIGKILL)  // only if the pid still belongs to a process of that run
+            }
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    private static func readPids(_ path: String) -> [pid_t] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(whereSeparator: \.isNewline).compactMap { pid_t($0) }
+    }
+
+    private static func isAlive(_ pid: pid_t) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+
+    private static func commandLine(of pid: pid_t) -> String {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return "" }
+        return String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nobody listens on right now (bind to port 0, read it back).
+func freeLoopbackPort() throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw E2EError("socket() failed: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw E2EError("cannot bind a free port: \(String(cString: strerror(errno)))") }
+    return UInt16(bigEndian: address.sin_port)
+}

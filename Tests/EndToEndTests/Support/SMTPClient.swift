@@ -1,0 +1,147 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One SMTP reply: the code and the text of every line ("250-a", "250 b" → ["a", "b"]).
+struct SMTPReply: Sendable, CustomStringConvertible {
+    let code: Int
+    let lines: [String]
+    var text: String { lines.joined(separator: "\n") }
+    var isPositive: Bool { (200..<400).contains(code) }
+    var description: String { lines.map { "\(code) \($0)" }.joined(separator: " | ") }
+}
+
+/// A blocking SMTP client over a plain socket: just enough to say what a test client says
+/// and to hand every reply back, so tests can assert 250, 451 or 550 themselves.
+///
+/// Every read and write has a 30-second socket timeout; a silent server fails the test
+/// instead of hanging it.
+final class SMTPClient {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private(set) var transcript: [String] = []  // "C: …" / "S: …", for failure messages
+
+    init(port: UInt16, timeoutSeconds: Int = 30) throws {
+        fd = try Self.connect(port: port, timeoutSeconds: timeoutSeconds)
+    }
+
+    deinit { close(fd) }
+
+    /// True when something accepts TCP connections on 127.0.0.1:`port`.
+    static func canConnect(port: UInt16) -> Bool {
+        guard let fd = try? connect(port: port, timeoutSeconds: 2) else { return false }
+        close(fd)
+        return true
+    }
+
+    private static func connect(port: UInt16, timeoutSeconds: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw E2EError("socket() failed: \(String(cString: strerror(errno)))") }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard rc == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw E2EError("cannot connect to 127.0.0.1:\(port): \(reason)")
+        }
+        return fd
+    }
+
+    // MARK: Commands
+
+    func greeting() throws -> SMTPReply { try readReply() }
+
+    func command(_ line: String) throws -> SMTPReply {
+        try send(Array((line + "\r\n").utf8), logAs: "C: " + line)
+        return try readReply()
+    }
+
+    func ehlo(_ name: String) throws -> SMTPReply { try command("EHLO " + name) }
+
+    /// XCLIENT makes Postfix forget the real client and re-greet; the caller must EHLO again.
+    func xclient(_ attributes: String) throws -> SMTPReply { try command("XCLIENT " + attributes) }
+
+    func mailFrom(_ address: String) throws -> SMTPReply { try command("MAIL FROM:<\(address)>") }
+
+    func rcptTo(_ address: String) throws -> SMTPReply { try command("RCPT TO:<\(address)>") }
+
+    /// DATA, then the message (LF or CRLF line ends, raw bytes allowed) with dot-stuffing.
+    /// Returns the 354 refusal if DATA is refused, else the reply to the final dot.
+    func data(_ message: [UInt8]) throws -> SMTPReply {
+        let go = try command("DATA")
+        guard go.code == 354 else { return go }
+        var wire: [UInt8] = []
+        wire.reserveCapacity(message.count + message.count / 40 + 8)
+        for var line in message.split(separator: 0x0A, omittingEmptySubsequences: false).dropLast(message.last == 0x0A ? 1 : 0) {
+            if line.last == 0x0D { line = line.dropLast() }
+            if line.first == 0x2E { wire.append(0x2E) }  // dot-stuffing
+            wire += line
+            wire += [0x0D, 0x0A]
+        }
+        wire += Array(".\r\n".utf8)
+        try send(wire, logAs: "C: <message, \(message.count) bytes>\nC: .")
+        return try readReply()
+    }
+
+    func quit() {
+        _ = try? command("QUIT")
+    }
+
+    // MARK: Wire
+
+    private func send(_ bytes: [UInt8], logAs: String) throws {
+        transcript.append(logAs)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { throw E2EError("SMTP write failed: \(String(cString: strerror(errno)))") }
+            offset += written
+        }
+    }
+
+    /// Reads lines until one whose 4th character is a space (the last line of a reply).
+    private func readReply() throws -> SMTPReply {
+        var code = 0
+        var lines: [String] = []
+        while true {
+            let line = try readLine()
+            transcript.append("S: " + line)
+            guard line.count >= 3, let parsed = Int(line.prefix(3)) else {
+                throw E2EError("malformed SMTP reply line: \(line)")
+            }
+            code = parsed
+            lines.append(String(line.dropFirst(4)))
+            if line.count == 3 || line[line.index(line.startIndex, offsetBy: 3)] == " " { break }
+        }
+        return SMTPReply(code: code, lines: lines)
+    }
+
+    private func readLine() throws -> String {
+        while true {
+            if let newline = buffer.firstIndex(of: 0x0A) {
+                var line = Array(buffer[..<newline])
+                buffer.removeSubrange(...newline)
+                if line.last == 0x0D { line.removeLast() }
+                return String(decoding: line, as: UTF8.self)
+            }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count == 0 { throw E2EError("the SMTP server closed the connection\n" + transcript.joined(separator: "\n")) }
+            if count < 0 {
+                throw E2EError("SMTP read failed (\(String(cString: strerror(errno)))), after:\n" + transcript.joined(separator: "\n"))
+            }
+            buffer += chunk[..<count]
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The sharemail milter under test: `sharemail serve --config FILE --socket unix:PATH`.
+///
+/// Its stdout and stderr go to DIR/sharemail.log, which failure messages quote.
+final class SharemailDaemon: Sendable {
+    let binary: String
+    let configPath: String
+    let socketPath: String
+    let logPath: String
+    private let directory: String
+    private let pid = Mutex<pid_t?>(nil)  // nil while stopped
+
+    init(directory: String, config: String, binary: String = E2EPaths.sharemailBinary) throws {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw E2EError("sharemail binary not found at \(binary) (build it with `swift build`, or set SHAREMAIL_BIN)")
+        }
+        self.binary = binary
+        self.directory = directory
+        configPath = directory + "/sharemail.toml"
+        socketPath = directory + "/milter.sock"
+        logPath = directory + "/sharemail.log"
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Starts the milter and waits until its socket accepts connections.
+    func start() throws {
+        unlink(socketPath)  // a stale socket from a killed daemon would look "ready"
+        // umask 000: the socket is created by root, and Postfix (user postfix) needs write access
+        // to connect to it. Real deployments get the same from a umask or a shared group.
+        let started = try Command.spawn(
+            ["/bin/sh", "-c", "umask 000; exec \"$0\" \"$@\"", binary,
+             "serve", "--config", configPath, "--socket", "unix:" + socketPath],
+            outputPath: logPath)
+        RunDirectory.recordChild(started, in: directory)
+        pid.withLock { $0 = started }
+
+        var exitStatus: Int32?
+        let ready = poll(timeout: .seconds(30)) {
+            if let status = try? Command.wait(started, timeout: .zero) {
+                exitStatus = status
+                return true
+            }
+            return Self.canConnect(unixSocket: socketPath)
+        }
+        if let exitStatus {
+            pid.withLock { $0 = nil }
+            throw E2EError("sharemail exited with status \(exitStatus) right after start:\n\(logTail())")
+        }
+        guard ready else {
+            stop()
+            throw E2EError("sharemail did not open \(socketPath) within 30 s:\n\(logTail())")
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s.
+    func stop() {
+        guard let running = pid.withLock({ value -> pid_t? in defer { value = nil }; return value }) else { return }
+        Command.terminate(running)
+    }
+
+    /// SIGKILL without warning: the "milter crashed" case. Leaves the socket file behind.
+    func kill() {
+        guard let running = pid.withLock({ value -> pid_t? in defer { value = nil }; return value }) else { return }
+        Glibc.kill(running, SIGKILL)
+        _ = try? Command.wait(running, timeout: .seconds(5))
+    }
+
+    var isRunning: Bool { pid.withLock { $0 != nil } }
+
+    func logOffset() -> UInt64 {
+        (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? UInt64) ?? 0
+    }
+
+    func log(since offset: UInt64) -> String {
+        guard let handle = FileHandle(forReadingAtPath: logPath) else { return "(no sharemail log)" }
+        defer { try? handle.close() }
+        handle.seek(toFileOffset: offset)
+        return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    func logTail(lines count: Int = 40) -> String {
+        log(since: 0).split(separator: "\n").suffix(count).joined(separator: "\n")
+    }
+
+    private static func canConnect(unixSocket path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+}
+
+/// The sharemail configuration every E2E suite uses (the schema from the issue).
+enum SharemailConfig {
+    /// `zhangsanAliases`: extra names for Zhangsan (the aliases feature, tested in its own suite).
+    static func standard(zhangsanAliases: [String]? = nil) -> String {
+        let aliases = zhangsanAliases.map { names in
+            "  aliases = [" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]\n"
+        } ?? ""
+        return """
+            socket = "unix:/unused/milter.sock"   # overridden by --socket
+            trusted_networks = []
+
+            [[mailbox]]
+            address = "sales@example.com"
+            manager = "manager@example.com"
+            forward_unnamed = true
+
+              [[mailbox.staff]]
+              name = "Zhangsan"
+              address = "zhangsan@example.com"
+              login = "zhangsan"
+            \(aliases)
+              [[mailbox.staff]]
+              name = "Lisi"
+              address = "lisi@example.com"
+              login = "lisi"
+
+              [[mailbox.staff]]
+              name = "Wangwu"
+              address = "wangwu@example.com"
+              login = "wangwu"
+              receive_internet = true
+              send_internet = false
+
+            """
+    }
+}
