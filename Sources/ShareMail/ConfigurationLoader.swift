@@ -92,6 +92,7 @@ private struct Reader {
         let charset = string(table, "header_fallback_charset", path: "") ?? "GB18030"
 
         var mailboxes: [SharedMailbox] = []
+        var teams: [Team] = []
         if let value = table["mailbox"] {
             if let array = value.array {
                 for (i, element) in array.enumerated() {
@@ -99,7 +100,9 @@ private struct Reader {
                         problem("mailbox[\(i)]", "must be a table ([[mailbox]])")
                         continue
                     }
-                    if let mailbox = mailbox(entry, path: "mailbox[\(i)]") { mailboxes.append(mailbox) }
+                    let (mailbox, staff) = self.mailbox(entry, path: "mailbox[\(i)]")
+                    if let mailbox { mailboxes.append(mailbox) }
+                    teams.append(Team(path: "mailbox[\(i)]", mailbox: mailbox, staff: staff))
                 }
             } else {
                 problem("mailbox", "must be an array of tables: write [[mailbox]]")
@@ -108,13 +111,15 @@ private struct Reader {
         if table["mailbox"] == nil {
             problem("", "no [[mailbox]] is configured: sharemail would do nothing", severity: .warning)
         }
-        checkDuplicates(mailboxes)
+        checkDuplicates(teams)
         return Configuration(socket: socket, socketMode: mode, socketOwner: string(table, "socket_owner", path: ""),
                              socketGroup: string(table, "socket_group", path: ""), trustedNetworks: networks,
                              headerFallbackCharset: charset, mailboxes: mailboxes)
     }
 
-    mutating func mailbox(_ table: TOMLTable, path: String) -> SharedMailbox? {
+    /// The mailbox (nil when unusable) and the staff read from it: staff are
+    /// checked for duplicates even when their mailbox has an error.
+    mutating func mailbox(_ table: TOMLTable, path: String) -> (SharedMailbox?, [Staff]) {
         checkKeys(table, allowed: Reader.mailboxKeys, path: path)
         let address = requiredAddress(table, "address", path: path)
         let manager = optionalAddress(table, "manager", path: path)
@@ -133,8 +138,8 @@ private struct Reader {
                 problem("\(path).staff", "must be an array of tables: write [[mailbox.staff]]")
             }
         }
-        guard let address else { return nil }
-        return SharedMailbox(address: address, manager: manager, forwardUnnamed: forward, staff: staff)
+        guard let address else { return (nil, staff) }
+        return (SharedMailbox(address: address, manager: manager, forwardUnnamed: forward, staff: staff), staff)
     }
 
     mutating func staff(_ table: TOMLTable, path: String) -> Staff? {
@@ -158,11 +163,19 @@ private struct Reader {
     }
 
     /// Duplicates make routing ambiguous: each is an error naming both places.
-    mutating func checkDuplicates(_ mailboxes: [SharedMailbox]) {
+    /// One [[mailbox]] as read, usable or not.
+    struct Team {
+        let path: String
+        let mailbox: SharedMailbox?
+        let staff: [Staff]
+    }
+
+    mutating func checkDuplicates(_ teams: [Team]) {
         var unified: [EmailAddress: String] = [:]
         var roles: [EmailAddress: String] = [:]   // unified and manager addresses
-        for (m, mailbox) in mailboxes.enumerated() {
-            let path = "mailbox[\(m)]"
+        for team in teams {
+            guard let mailbox = team.mailbox else { continue }
+            let path = team.path
             if let first = unified[mailbox.address] {
                 problem(path + ".address", "\(mailbox.address) is already the address of \(first)")
             } else {
@@ -173,10 +186,10 @@ private struct Reader {
         }
         var addresses: [EmailAddress: String] = [:]
         var logins: [String: String] = [:]
-        for (m, mailbox) in mailboxes.enumerated() {
+        for team in teams {
             var names: [String: String] = [:]
-            for (s, staff) in mailbox.staff.enumerated() {
-                let path = "mailbox[\(m)].staff[\(s)]"
+            for (s, staff) in team.staff.enumerated() {
+                let path = "\(team.path).staff[\(s)]"
                 if let first = addresses[staff.address] {
                     problem(path + ".address", "\(staff.address) is already staff at \(first)")
                 } else {

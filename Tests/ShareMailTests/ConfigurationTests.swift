@@ -1,0 +1,91 @@
+import ShareMail
+import Testing
+
+@Suite("Configuration loading")
+struct ConfigurationTests {
+    @Test("the seed configuration loads with its defaults")
+    func seed() throws {
+        let (configuration, warnings) = try ConfigurationLoader.load(text: seedTOML, file: "seed.toml")
+        #expect(warnings.isEmpty)
+        #expect(configuration.mailboxes.count == 2)
+        let sales = configuration.mailboxes[0]
+        #expect(sales.manager.value == "manager@example.com")
+        #expect(sales.staff[0].receiveInternet == false)
+        #expect(sales.staff[0].sendInternet == true)
+        #expect(configuration.mailboxes[1].manager.value == "support@example.org")   // manager defaults to address
+        #expect(configuration.mailboxes[1].staff[0].login == "zhaoliu@example.org")   // login defaults to address
+        #expect(configuration.mailboxes[1].forwardUnnamed == false)
+    }
+
+    func problems(_ toml: String) -> [String] {
+        do {
+            _ = try ConfigurationLoader.load(text: toml, file: "f.toml")
+            return []
+        } catch {
+            return error.problems.map(\.description)
+        }
+    }
+
+    @Test("unknown keys, missing keys and bad addresses name the key and line")
+    func errorsNameKeyAndLine() {
+        let found = problems("""
+            socket = "unix:/x"
+            colour = "blue"
+            [[mailbox]]
+            address = "sales@"
+              [[mailbox.staff]]
+              address = "zhangsan@example.com"
+              recieve_internet = true
+            """)
+        #expect(found.contains("f.toml:2: colour: unknown key (known here: header_fallback_charset, mailbox, socket, socket_group, socket_mode, socket_owner, trusted_networks)"))
+        #expect(found.contains("f.toml:4: mailbox[0].address: \"sales@\" is not an email address (write local@domain)"))
+        #expect(found.contains("f.toml:5: mailbox[0].staff[0].name: is required"))
+        #expect(found.contains { $0.hasPrefix("f.toml:7: mailbox[0].staff[0].recieve_internet: unknown key") })
+    }
+
+    @Test("duplicate staff addresses, logins and matching names are errors")
+    func duplicates() {
+        let found = problems("""
+            [[mailbox]]
+            address = "sales@example.com"
+              [[mailbox.staff]]
+              name = "Zhang San"
+              address = "zhangsan@example.com"
+              login = "zs"
+              [[mailbox.staff]]
+              name = "ｚｈａｎｇ　ｓａｎ"
+              address = "ZhangSan@example.com"
+              login = "ZS"
+            """)
+        #expect(found.contains { $0.hasPrefix("f.toml:9: mailbox[0].staff[1].address: zhangsan@example.com is already staff") })
+        #expect(found.contains { $0.hasPrefix("f.toml:10: mailbox[0].staff[1].login: login \"ZS\" is already used") })
+        #expect(found.contains { $0.hasPrefix("f.toml:8: mailbox[0].staff[1].name: \"zhang san\" matches the same way") })
+    }
+
+    @Test("a staff address may not be a unified or manager address")
+    func staffIsNotAMailbox() {
+        let found = problems("""
+            [[mailbox]]
+            address = "sales@example.com"
+            manager = "boss@example.com"
+              [[mailbox.staff]]
+              name = "Boss"
+              address = "boss@example.com"
+            """)
+        #expect(found.contains { $0.contains("mailbox[0].staff[0].address: boss@example.com is a unified or manager address") })
+    }
+
+    @Test("wrong types and syntax errors are reported, not crashed on", arguments: [
+        "socket = 5", "trusted_networks = \"10.0.0.0/8\"", "trusted_networks = [\"10.0.0.0/33\"]", "mailbox = 3",
+        "[[mailbox]]\naddress = \"a@b.c\"\nforward_unnamed = \"yes\"", "[[mailbox]\n", "socket_mode = \"999\"",
+        "[[mailbox]]\naddress = \"a@b.c\"\nstaff = [1]",
+    ])
+    func badTypes(toml: String) {
+        #expect(!problems(toml).isEmpty)
+    }
+
+    @Test("a TOML syntax error gives its line")
+    func syntaxLine() {
+        #expect(problems("socket = \"x\"\n\n= broken").first?.hasPrefix("f.toml:3:") == true)
+    }
+}
