@@ -188,6 +188,17 @@ public struct PolicyEngine: Sendable {
         if !PolicyEngine.isNullPath(plan.facts.sender) {
             plan.decision.envelopeSender = mailbox.address
         }
+        // A unified address among the recipients (the staff copied the
+        // team) is delivered to its manager, as for Internet mail: one copy,
+        // whatever Postfix's alias maps say.
+        for recipient in plan.facts.recipients {
+            guard case .unified(let m) = kind(of: recipient) else { continue }
+            let other = directory.configuration.mailboxes[m]
+            if other.manager != other.address {
+                plan.remove(recipient)
+                plan.add(other.manager)
+            }
+        }
         plan.add(mailbox.manager)
         plan.reason("rule 3: the manager \(mailbox.manager) keeps a copy")
         rewriteHeaders(&plan, staff: staff, mailbox: mailbox)

@@ -55,6 +55,14 @@ struct OutboundTests {
         #expect(d.deletes("Sender") == [2, 1])
     }
 
+    @Test("rule 3: a staff who copies the unified address gives the manager one copy, not two")
+    func copyToUnified() {
+        let d = engine.decide(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>",
+                                      to: ["<c@customer.test>", "<sales@example.com>"], headers: [("Cc", "sales@example.com")]))
+        #expect(d.removeRecipients == ["<sales@example.com>"])
+        #expect(d.added == ["manager@example.com"])
+    }
+
     @Test("rule 3: a message without From gets one")
     func missingFrom() {
         let d = engine.decide(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: ["<c@customer.test>"]))
