@@ -108,6 +108,8 @@ final class E2EEnvironment: Sendable {
     /// remembers where the logs are so failure messages show this test's lines only.
     func beginTest() throws {
         if (try? postfix.waitForEmptyQueue(timeout: .seconds(5))) == nil { postfix.deleteAllQueued() }
+        // A test that stopped the milter on purpose and then failed must not take the rest along.
+        if let sharemail, !sharemail.isRunning { try sharemail.start() }
         maildirs.clear()
         sink.clear()
         offsets.set(maillog: postfix.maillogOffset(), sharemailLog: sharemail?.logOffset() ?? 0)
