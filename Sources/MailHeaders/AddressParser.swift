@@ -236,26 +236,29 @@ struct AddressParser {
             }
         } else if let at = seg.last(where: { isSpecial($0, "@") }) {
             // Bare addr-spec, possibly after a phrase written without angle brackets.
-            var start = at
-            var k = at - 1
-            if k >= seg.lowerBound, isWord(k), tokens[k].end == tokens[at].start {
-                start = k
-                // Dot-atoms: john.doe, "a".b — contiguous only.
-                while k - 2 >= seg.lowerBound, isSpecial(k - 1, "."), isWord(k - 2),
-                      tokens[k - 1].end == tokens[k].start, tokens[k - 2].end == tokens[k - 1].start {
-                    k -= 2
-                    start = k
+            // Its parts touch (no whitespace; comments may sit in between: "z(c)@x").
+            let parts = seg.filter { tokens[$0].kind != .comment }
+            let atPos = parts.firstIndex(of: at)!
+            func touching(_ a: Int, _ b: Int) -> Bool {
+                (a..<b).allSatisfy { tokens[$0].end == tokens[$0 + 1].start }
+            }
+            var first = atPos
+            if atPos > 0, isWord(parts[atPos - 1]), touching(parts[atPos - 1], at) {
+                first = atPos - 1
+                // Dot-atoms: john.doe, "a".b
+                while first >= 2, isSpecial(parts[first - 1], "."), isWord(parts[first - 2]),
+                      touching(parts[first - 2], parts[first]) {
+                    first -= 2
                 }
             }
-            var end = at + 1
-            var last = at
-            while end < seg.upperBound, tokens[end].start == tokens[last].end,
-                  tokens[end].kind == .atom || tokens[end].kind == .literal || isSpecial(end, ".") {
-                last = end
-                end += 1
+            var last = atPos
+            while last + 1 < parts.count, touching(parts[last], parts[last + 1]),
+                  tokens[parts[last + 1]].kind == .atom || tokens[parts[last + 1]].kind == .literal
+                    || isSpecial(parts[last + 1], ".") {
+                last += 1
             }
-            phraseRange = seg.lowerBound..<start
-            addrTokens = Array(start..<end)
+            phraseRange = seg.lowerBound..<parts[first]
+            addrTokens = Array(parts[first...last])
         } else {
             let words = seg.filter { tokens[$0].kind != .comment }
             if words.count == 1, isWord(words[0]) {

@@ -3,6 +3,8 @@
 // Labels are mapped to what real mail means (GB2312 is sent as GBK/GB18030,
 // Shift_JIS as CP932, EUC-KR as CP949, …) and decoded with glibc iconv.
 // Nothing is cached: each conversion opens and closes its own iconv_t.
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -143,10 +145,22 @@ enum Charset {
         return cd
     }
 
+    /// iconv names already probed; bounded so hostile labels can't grow it.
+    private static let probed = Mutex<[String: Bool]>([:])
+
     static func iconvAvailable(_ name: String) -> Bool {
-        guard let cd = openDecoder(name) else { return false }
-        iconv_close(cd)
-        return true
+        if let known = probed.withLock({ $0[name] }) { return known }
+        let ok: Bool
+        if let cd = openDecoder(name) {
+            iconv_close(cd)
+            ok = true
+        } else {
+            ok = false
+        }
+        probed.withLock { cache in
+            if cache.count < 256 { cache[name] = ok }
+        }
+        return ok
     }
 
     /// Strict conversion to UTF-8; nil on unknown charset, invalid or truncated input.

@@ -47,12 +47,17 @@ enum EncodedWords {
         }
         if literalStart < u.count { pieces.append(.literal(literalStart..<u.count)) }
 
-        // Drop whitespace-only literals between two encoded words.
+        // Drop whitespace-only literals between two encoded words, unless one of them
+        // is undecodable (then both stay verbatim, with their whitespace).
+        func decodable(_ p: Piece) -> Bool {
+            if case .word(let w) = p { return w.bytes != nil && Charset.isKnown(w.charset) }
+            return false
+        }
         var kept: [Piece] = []
         kept.reserveCapacity(pieces.count)
         for (k, p) in pieces.enumerated() {
             if case .literal(let r) = p, k > 0, k + 1 < pieces.count,
-               case .word = pieces[k - 1], case .word = pieces[k + 1],
+               decodable(pieces[k - 1]), decodable(pieces[k + 1]),
                u[r].allSatisfy(isFWS) {
                 continue
             }
