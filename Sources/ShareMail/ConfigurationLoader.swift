@@ -184,6 +184,20 @@ private struct Reader {
             roles[mailbox.address] = roles[mailbox.address] ?? "\(path).address"
             roles[mailbox.manager] = roles[mailbox.manager] ?? "\(path).manager"
         }
+        // Addresses in a domain of no unified address: sharemail counts the
+        // domain as local, so Postfix must deliver it here too.
+        let unifiedDomains = Set(unified.keys.map(\.domain))
+        for team in teams {
+            guard let mailbox = team.mailbox else { continue }
+            if !unifiedDomains.contains(mailbox.manager.domain) {
+                problem(team.path + ".manager", "\(mailbox.manager) is in a domain no unified address covers; it counts as local: make sure Postfix delivers it on this host",
+                        severity: .warning)
+            }
+            for (s, staff) in team.staff.enumerated() where !unifiedDomains.contains(staff.address.domain) {
+                problem("\(team.path).staff[\(s)].address", "\(staff.address) is in a domain no unified address covers; it counts as local: make sure Postfix delivers it on this host",
+                        severity: .warning)
+            }
+        }
         var addresses: [EmailAddress: String] = [:]
         var logins: [String: String] = [:]
         for team in teams {
@@ -191,7 +205,9 @@ private struct Reader {
             for (s, staff) in team.staff.enumerated() {
                 let path = "\(team.path).staff[\(s)]"
                 if let first = addresses[staff.address] {
-                    problem(path + ".address", "\(staff.address) is already staff at \(first)")
+                    // One staff, one unified address: their mail could not
+                    // say which address it leaves as.
+                    problem(path + ".address", "\(staff.address) is already staff at \(first); a staff belongs to one mailbox (its mail leaves as that unified address)")
                 } else {
                     addresses[staff.address] = path
                 }

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import ShareMail
+
+struct Lint: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a configuration file and list every problem in it.",
+        discussion: """
+            Reports every error and warning in one run, each with file, line and key: \
+            syntax, unknown or missing keys, malformed addresses, duplicate staff \
+            addresses or logins, staff names or aliases of one mailbox that match the \
+            same way, a staff address that is also a unified or manager address, \
+            addresses in domains that no unified address covers.
+
+            A staff belongs to exactly one mailbox: their mail leaves as that \
+            mailbox's unified address, so listing one address under two mailboxes \
+            is an error.
+
+            EXIT STATUS
+              0 no errors (warnings may be printed), 78 errors, 64 bad usage.
+
+            EXAMPLE
+              sharemail lint --config /etc/sharemail/sharemail.toml
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The TOML configuration file.", valueName: "file"))
+    var config: String = "/etc/sharemail/sharemail.toml"
+
+    func run() throws {
+        do {
+            let (configuration, warnings) = try ConfigurationFile.load(config)
+            for warning in warnings { print(warning) }
+            let staff = configuration.mailboxes.reduce(0) { $0 + $1.staff.count }
+            print("\(config): OK: \(configuration.mailboxes.count) mailbox(es), \(staff) staff, \(warnings.count) warning(s)")
+        } catch let errors as ConfigurationErrors {
+            for problem in errors.problems { print(problem) }
+            let count = errors.problems.filter { $0.severity == .error }.count
+            print("\(config): \(count) error(s)")
+            throw ExitCode(78)
+        } catch {
+            print("\(error)")
+            throw ExitCode(78)
+        }
+    }
+}
