@@ -138,8 +138,9 @@ struct AddressParser {
         return tokens
     }
 
-    private func isSpecial(_ t: Int, _ c: Character) -> Bool {
-        tokens[t].kind == .special && u[tokens[t].start] == c.asciiValue!
+    @inline(__always)
+    private func isSpecial(_ t: Int, _ c: Unicode.Scalar) -> Bool {
+        tokens[t].kind == .special && u[tokens[t].start] == UInt8(ascii: c)
     }
 
     private func isWord(_ t: Int) -> Bool {
@@ -215,70 +216,131 @@ struct AddressParser {
     }
 
     /// Build a mailbox from the tokens of one list element; nil if it holds no words.
+    /// Plain loops, no closures or temporary arrays: this runs once per address.
     private func mailbox(_ seg: Range<Int>) -> ParsedMailbox? {
-        guard seg.contains(where: { tokens[$0].kind != .comment }) else { return nil }
-        var phraseRange = seg.lowerBound..<seg.lowerBound
-        var addrTokens: [Int] = []
+        var lt = -1  // first '<'
+        var at = -1  // last '@' before any '<'
+        var firstComment = -1
+        var words = 0  // non-comment tokens
+        for t in seg {
+            let tok = tokens[t]
+            if tok.kind == .comment {
+                if firstComment < 0 { firstComment = t }
+                continue
+            }
+            words += 1
+            if tok.kind == .special, lt < 0 {
+                if u[tok.start] == UInt8(ascii: "<") { lt = t }
+                if u[tok.start] == UInt8(ascii: "@") { at = t }
+            }
+        }
+        guard words > 0 else { return nil }
 
-        if let lt = seg.first(where: { isSpecial($0, "<") }) {
-            let gt = (lt + 1..<seg.upperBound).first(where: { isSpecial($0, ">") }) ?? seg.upperBound
+        var phraseRange = seg.lowerBound..<seg.lowerBound
+        var addr = seg.lowerBound..<seg.lowerBound  // token range; comments inside are skipped
+
+        if lt >= 0 {
+            var gt = seg.upperBound
+            for t in (lt + 1)..<seg.upperBound where isSpecial(t, ">") {
+                gt = t
+                break
+            }
             phraseRange = seg.lowerBound..<lt
-            addrTokens = (lt + 1..<gt).filter { tokens[$0].kind != .comment }
+            addr = (lt + 1)..<gt
             // Obsolete route: <@a,@b:x@y>.
-            if let first = addrTokens.first, isSpecial(first, "@"),
-               let colon = addrTokens.firstIndex(where: { isSpecial($0, ":") }) {
-                addrTokens.removeFirst(colon + 1)
-            }
-            // <mailto:x@y>
-            if addrTokens.count >= 2, tokens[addrTokens[0]].kind == .atom,
-               text(addrTokens[0]).lowercased() == "mailto", isSpecial(addrTokens[1], ":") {
-                addrTokens.removeFirst(2)
-            }
-        } else if let at = seg.last(where: { isSpecial($0, "@") }) {
-            // Bare addr-spec, possibly after a phrase written without angle brackets.
-            // Its parts touch (no whitespace; comments may sit in between: "z(c)@x").
-            let parts = seg.filter { tokens[$0].kind != .comment }
-            let atPos = parts.firstIndex(of: at)!
-            func touching(_ a: Int, _ b: Int) -> Bool {
-                (a..<b).allSatisfy { tokens[$0].end == tokens[$0 + 1].start }
-            }
-            var first = atPos
-            if atPos > 0, isWord(parts[atPos - 1]), touching(parts[atPos - 1], at) {
-                first = atPos - 1
-                // Dot-atoms: john.doe, "a".b
-                while first >= 2, isSpecial(parts[first - 1], "."), isWord(parts[first - 2]),
-                      touching(parts[first - 2], parts[first]) {
-                    first -= 2
+            if let f = nextWord(from: addr.lowerBound, before: addr.upperBound), isSpecial(f, "@") {
+                for t in f..<addr.upperBound where isSpecial(t, ":") {
+                    addr = (t + 1)..<addr.upperBound
+                    break
                 }
             }
-            var last = atPos
-            while last + 1 < parts.count, touching(parts[last], parts[last + 1]),
-                  tokens[parts[last + 1]].kind == .atom || tokens[parts[last + 1]].kind == .literal
-                    || isSpecial(parts[last + 1], ".") {
-                last += 1
+            // <mailto:x@y>
+            if let f = nextWord(from: addr.lowerBound, before: addr.upperBound), tokens[f].kind == .atom,
+               let c = nextWord(from: f + 1, before: addr.upperBound), isSpecial(c, ":"),
+               tokens[f].end - tokens[f].start == 6, text(f).lowercased() == "mailto" {
+                addr = (c + 1)..<addr.upperBound
             }
-            phraseRange = seg.lowerBound..<parts[first]
-            addrTokens = Array(parts[first...last])
+        } else if at >= 0 {
+            // Bare addr-spec, possibly after a phrase written without angle brackets.
+            // Its parts touch (no whitespace; comments may sit in between: "z(c)@x").
+            var first = at
+            if let p = previousWord(before: at, from: seg.lowerBound), isWord(p), touching(p, at) {
+                first = p
+                // Dot-atoms: john.doe, "a".b
+                while let dot = previousWord(before: first, from: seg.lowerBound), isSpecial(dot, "."),
+                      let w = previousWord(before: dot, from: seg.lowerBound), isWord(w), touching(w, first) {
+                    first = w
+                }
+            }
+            var last = at
+            while let n = nextWord(from: last + 1, before: seg.upperBound), touching(last, n),
+                  tokens[n].kind == .atom || tokens[n].kind == .literal || isSpecial(n, ".") {
+                last = n
+            }
+            phraseRange = seg.lowerBound..<first
+            addr = first..<(last + 1)
+        } else if words == 1, let w = nextWord(from: seg.lowerBound, before: seg.upperBound), isWord(w) {
+            addr = w..<(w + 1)  // "postmaster"
         } else {
-            let words = seg.filter { tokens[$0].kind != .comment }
-            if words.count == 1, isWord(words[0]) {
-                addrTokens = words  // "postmaster"
-            } else {
-                phraseRange = seg  // only a name; no address
-            }
+            phraseRange = seg  // only a name; no address
         }
-
-        var address = ""
-        for t in addrTokens { address += text(t) }
 
         var name = phrase(phraseRange)
-        if name == nil, let c = seg.first(where: { tokens[$0].kind == .comment }) {
-            name = comment(c)
+        if name == nil, firstComment >= 0 {
+            name = comment(firstComment)
         }
         let range = tokens[seg.lowerBound].start..<tokens[seg.upperBound - 1].end
-        let source = String(decoding: u[range], as: UTF8.self)
         return ParsedMailbox(
-            mailbox: Mailbox(displayName: name, address: address, source: source), range: range)
+            mailbox: Mailbox(displayName: name, address: joined(addr), source: string(range)),
+            range: range)
+    }
+
+    /// First non-comment token in `from..<end`.
+    private func nextWord(from: Int, before end: Int) -> Int? {
+        var t = from
+        while t < end {
+            if tokens[t].kind != .comment { return t }
+            t += 1
+        }
+        return nil
+    }
+
+    /// Last non-comment token in `start..<index`.
+    private func previousWord(before index: Int, from start: Int) -> Int? {
+        var t = index - 1
+        while t >= start {
+            if tokens[t].kind != .comment { return t }
+            t -= 1
+        }
+        return nil
+    }
+
+    /// No whitespace anywhere from token `a` through token `b`.
+    private func touching(_ a: Int, _ b: Int) -> Bool {
+        var t = a
+        while t < b {
+            if tokens[t].end != tokens[t + 1].start { return false }
+            t += 1
+        }
+        return true
+    }
+
+    /// The non-comment tokens of `r`, concatenated without whitespace.
+    private func joined(_ r: Range<Int>) -> String {
+        guard !r.isEmpty else { return "" }
+        if touching(r.lowerBound, r.upperBound - 1),
+           !r.contains(where: { tokens[$0].kind == .comment }) {
+            return string(tokens[r.lowerBound].start..<tokens[r.upperBound - 1].end)
+        }
+        var bytes: [UInt8] = []
+        for t in r where tokens[t].kind != .comment {
+            bytes += u[tokens[t].start..<tokens[t].end]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private func string(_ r: Range<Int>) -> String {
+        String(decoding: u[r], as: UTF8.self)
     }
 
     // MARK: - Text
@@ -308,6 +370,26 @@ struct AddressParser {
 
     /// Decoded phrase of the non-comment tokens in `r`; nil if empty.
     func phrase(_ r: Range<Int>) -> String? {
+        guard !r.isEmpty else { return nil }
+        // Fast path: plain atoms and specials separated by single spaces read as written.
+        var plain = true
+        for t in r where tokens[t].kind == .comment || tokens[t].kind == .quoted {
+            plain = false
+            break
+        }
+        if plain {
+            let bytes = u[tokens[r.lowerBound].start..<tokens[r.upperBound - 1].end]
+            var previous: UInt8 = 0
+            for b in bytes {
+                if (isFWS(b) && (b != 0x20 || previous == 0x20))
+                    || (b == UInt8(ascii: "?") && previous == UInt8(ascii: "=")) {
+                    plain = false
+                    break
+                }
+                previous = b
+            }
+            if plain { return String(decoding: bytes, as: UTF8.self) }
+        }
         var s: [UInt8] = []
         var prevEnd: Int?
         for t in r where tokens[t].kind != .comment {

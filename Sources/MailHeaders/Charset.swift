@@ -63,7 +63,19 @@ enum Charset {
         case iconv([String])  // iconv names, tried in order
     }
 
+    /// Plans by label as written; bounded so hostile labels can't grow it.
+    private static let plans = Mutex<[String: Plan?]>([:])
+
     static func plan(for label: String) -> Plan? {
+        if let cached = plans.withLock({ $0[label] }) { return cached }
+        let plan = computePlan(for: label)
+        plans.withLock { cache in
+            if cache.count < 256 { cache[label] = plan }
+        }
+        return plan
+    }
+
+    private static func computePlan(for label: String) -> Plan? {
         var name = label.lowercased()
         // RFC 2231 language tag: "utf-8*zh".
         if let star = name.firstIndex(of: "*") { name = String(name[..<star]) }
@@ -163,16 +175,47 @@ enum Charset {
         return ok
     }
 
+    /// An open iconv descriptor; used by one thread at a time (it is taken out of the pool).
+    private struct Descriptor: @unchecked Sendable {
+        let cd: iconv_t
+    }
+
+    /// Idle descriptors by charset: iconv_open costs more than a whole short conversion.
+    /// Bounded: at most 4 per charset, 64 charsets.
+    private static let idle = Mutex<[String: [Descriptor]]>([:])
+
+    private static func withDecoder<R>(_ from: String, _ body: (iconv_t) -> R) -> R? {
+        let pooled = idle.withLock { $0[from]?.popLast() }
+        let d: Descriptor
+        if let pooled {
+            d = pooled
+            iconv(d.cd, nil, nil, nil, nil)  // back to the initial shift state
+        } else {
+            guard let cd = openDecoder(from) else { return nil }
+            d = Descriptor(cd: cd)
+        }
+        let result = body(d.cd)
+        let kept = idle.withLock { pool -> Bool in
+            guard pool[from, default: []].count < 4, pool.count < 64 || pool[from] != nil else { return false }
+            pool[from, default: []].append(d)
+            return true
+        }
+        if !kept { iconv_close(d.cd) }
+        return result
+    }
+
     /// Strict conversion to UTF-8; nil on unknown charset, invalid or truncated input.
     static func iconvDecode(_ bytes: [UInt8], from: String) -> String? {
-        guard let cd = openDecoder(from) else { return nil }
-        defer { iconv_close(cd) }
-        if bytes.isEmpty { return "" }
+        if bytes.isEmpty { return iconvAvailable(from) ? "" : nil }
+        return withDecoder(from) { convert(bytes, with: $0) } ?? nil
+    }
+
+    private static func convert(_ bytes: [UInt8], with cd: iconv_t) -> String? {
 
         var input = bytes
         var output: [UInt8] = []
         output.reserveCapacity(bytes.count * 2)
-        var chunk = [UInt8](repeating: 0, count: 4096)
+        var chunk = [UInt8](repeating: 0, count: min(4096, bytes.count * 4 + 16))
         let ok = input.withUnsafeMutableBufferPointer { inBuf -> Bool in
             var inPtr: UnsafeMutablePointer<CChar>? = UnsafeMutableRawPointer(inBuf.baseAddress!)
                 .assumingMemoryBound(to: CChar.self)

@@ -89,7 +89,7 @@ enum EncodedWords {
     }
 
     private static func sameCharset(_ a: String, _ b: String) -> Bool {
-        a.lowercased().split(separator: "*", maxSplits: 1).first
+        a == b || a.lowercased().split(separator: "*", maxSplits: 1).first
             == b.lowercased().split(separator: "*", maxSplits: 1).first
     }
 
