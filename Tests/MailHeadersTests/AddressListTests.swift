@@ -71,6 +71,14 @@ import Testing
         ("postmaster", [Pair(nil, "postmaster")]),
         ("Zhang San", [Pair("Zhang San", "")]),
         ("Zhang San <>", [Pair("Zhang San", "")]),
+        // Empty names.
+        (#""" <a@x>"#, [Pair(nil, "a@x")]),
+        (#""   " <a@x>"#, [Pair(nil, "a@x")]),
+        ("a@x ()", [Pair(nil, "a@x")]),
+        // Encoded words in comments.
+        ("z@x (=?UTF-8?B?5byg5LiJ?=)", [Pair("张三", "z@x")]),
+        // Colon in an unquoted name makes a group (RFC 5322); its member still comes out.
+        ("Re: Zhang <z@x>", [Pair("Zhang", "z@x")]),
         // Raw UTF-8 (RFC 6532).
         ("张三 <zs@例子.中国>", [Pair("张三", "zs@例子.中国")]),
         (#""张 三" <zs@x>"#, [Pair("张 三", "zs@x")]),

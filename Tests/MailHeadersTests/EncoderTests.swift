@@ -181,9 +181,13 @@ import Testing
             }.joined())
         }
         names = names.filter { Self.expected($0) != nil }
-        let headers = names.map {
-            HeaderEncoder.fold(name: "To", value: HeaderEncoder.mailbox(displayName: $0, address: "sales@example.com", smtpUTF8: false))
+        // Each name twice: RFC 2047 (7-bit) and raw UTF-8 (SMTPUTF8).
+        let headers = [false, true].flatMap { smtpUTF8 in
+            names.map {
+                HeaderEncoder.fold(name: "To", value: HeaderEncoder.mailbox(displayName: $0, address: "sales@example.com", smtpUTF8: smtpUTF8))
+            }
         }
+        names += names
         // Two readers: the RFC 2047 decoder (email.header) and the modern headerregistry.
         // Python's headerregistry (3.11) keeps the whitespace between adjacent encoded words
         // in a display name, against RFC 2047 6.2, so it is only held to names that fit in

@@ -93,4 +93,45 @@ import Testing
         let rewritten = decoder.rewritingMailboxes(in: value) { $0.address == "user5000@example.com" ? "<x@y>" : nil }
         #expect(rewritten?.contains(",\r\n <x@y>,\r\n ") == true)
     }
+
+    /// Linear, not quadratic: 10x the addresses must not cost anywhere near 100x.
+    @Test func parsingIsLinear() {
+        func cost(_ n: Int) -> Double {
+            let value = (0..<n).map { "=?UTF-8?B?5byg5LiJ?= \($0) <user\($0)@example.com>" }.joined(separator: ", ")
+            let clock = ContinuousClock()
+            var best = Duration.seconds(1000)
+            for _ in 0..<3 {
+                let elapsed = clock.measure { #expect(decoder.addressList(value).mailboxes.count == n) }
+                best = min(best, elapsed)
+            }
+            return Double(best.components.attoseconds) / 1e18 + Double(best.components.seconds)
+        }
+        let small = cost(1_000)
+        let large = cost(10_000)
+        #expect(large / small < 40, "1,000: \(small)s, 10,000: \(large)s")
+    }
+
+    /// Charset plans and iconv descriptors are shared behind locks; hammer them.
+    @Test func concurrentDecoding() async {
+        let decoder = self.decoder
+        let vectors = [
+            ("=?GB2312?B?1cXI/Q==?=", "张三"), ("=?Big5?B?sWmkVA==?=", "張三"),
+            ("=?ISO-2022-JP?B?GyRCOzNFREJATzobKEI=?=", "山田太郎"), ("=?EUC-KR?B?sejDtrz2?=", "김철수"),
+            ("=?UTF-8?B?5byg5A==?=", "=?UTF-8?B?5byg5A==?="),  // invalid: must not poison a shared descriptor
+            ("=?GB2312?B?1cXI?=", "=?GB2312?B?1cXI?="),
+        ]
+        await withTaskGroup(of: Bool.self) { group in
+            for task in 0..<16 {
+                group.addTask {
+                    var ok = true
+                    for i in 0..<300 {
+                        let (word, expected) = vectors[(i + task) % vectors.count]
+                        ok = ok && decoder.unstructured(word) == expected
+                    }
+                    return ok
+                }
+            }
+            for await ok in group { #expect(ok) }
+        }
+    }
 }
