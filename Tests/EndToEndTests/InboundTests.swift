@@ -29,6 +29,16 @@ struct InboundTests {
         try env.expectSinkCount(0)
     }
 
+    @Test("Rule 1: sales@ and manager@ both in the envelope → the manager still gets one copy")
+    func managerAlreadyRecipient() throws {
+        let outcome = try env.sendAndDeliver(
+            as: .internet, from: "customer@customer.test", to: ["sales@example.com", "manager@example.com"],
+            message: message(["From: customer@customer.test", "To: sales@example.com, manager@example.com",
+                              "Subject: \(uniqueTag())"]))
+        #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
+        try env.expectMailboxes(["manager": 1, "zhangsan": 1, "lisi": 1, "wangwu": 1])
+    }
+
     struct NamedCase: Sendable, CustomTestStringConvertible {
         let label: String
         let lines: [String]

@@ -70,6 +70,22 @@ struct OutboundTests {
         try expectRewritten(subject: subject)
     }
 
+    @Test("Rule 3: a staff reply that also copies sales@ reaches the manager once, the customer rewritten")
+    func staffReplyCopyingSales() throws {
+        let subject = "Re: cc sales \(uniqueTag())"
+        let outcome = try env.sendAndDeliver(
+            as: .staff(login: "zhangsan"), from: "zhangsan@example.com",
+            to: ["customer@customer.test", "sales@example.com"],
+            message: message([#"From: "Zhang San" <zhangsan@example.com>"#, "To: customer@customer.test",
+                              "Cc: sales@example.com", "Subject: \(subject)"]))
+        #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
+        try env.expectSinkCount(1)
+        let sent = try #require(try env.sink.messages().first)
+        #expect(sent.envelopeSender == "sales@example.com", "\(sent)")
+        #expect(!sent.file.text.lowercased().contains("zhangsan@example.com"), "\(sent)")
+        try env.expectMailboxes(["manager": 1])
+    }
+
     @Test("Rule 3: a staff without send_internet is refused at RCPT with 550 5.7.1")
     func staffWithoutSendInternetRefused() throws {
         let outcome = try env.sendAndDeliver(

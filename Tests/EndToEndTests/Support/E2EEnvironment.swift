@@ -79,8 +79,8 @@ final class E2EEnvironment: Sendable {
             postfix = try PostfixInstance(
                 directory: directory, smtpPort: try freeLoopbackPort(), sinkPort: sink!.port,
                 milterSocket: sharemail?.socketPath)
-            try sharemail?.start()
-            try postfix!.start()
+            try trace("sharemail start") { try sharemail?.start() }
+            try trace("postfix start") { try postfix!.start() }
             return E2EEnvironment(directory: directory, postfix: postfix!, sink: sink!, sharemail: sharemail)
         } catch {
             sharemail?.stop()
@@ -92,12 +92,12 @@ final class E2EEnvironment: Sendable {
     }
 
     func stop() {
-        sharemail?.stop()
-        postfix.stop()
-        sink.stop()
-        // Keep the directory of a run with failures? Not knowable here; logs were already
-        // quoted in the failure messages, so remove it.
-        RunDirectory.remove(directory)
+        trace("stopping") { sharemail?.stop() }
+        trace("postfix stop") { postfix.stop() }
+        trace("sink stop") { sink.stop() }
+        // Failure messages already quote the logs; E2E_KEEP=1 keeps the whole directory for a
+        // closer look (the next run removes it as stale).
+        if ProcessInfo.processInfo.environment["E2E_KEEP"] == nil { RunDirectory.remove(directory) }
     }
 
     // MARK: Per-test state
@@ -192,6 +192,14 @@ final class E2EEnvironment: Sendable {
     private func sorted(_ counts: [String: Int]) -> String {
         counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
     }
+}
+
+/// E2E_TRACE=1 prints how long the slow steps (daemon start and stop) take.
+func trace<T>(_ step: String, _ body: () throws -> T) rethrows -> T {
+    guard ProcessInfo.processInfo.environment["E2E_TRACE"] != nil else { return try body() }
+    let start = ContinuousClock.now
+    defer { print("[e2e] \(step): \(ContinuousClock.now - start)") }
+    return try body()
 }
 
 /// The per-test log offsets; a class so the Sendable environment can update them between tests

@@ -142,8 +142,14 @@ final class PostfixInstance: Sendable {
         }
     }
 
+    /// `postfix stop` only signals the master; wait until it is gone before the directory is.
     func stop() {
+        let masterPid = (try? String(contentsOfFile: queueDirectory + "/pid/master.pid", encoding: .utf8))
+            .flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         _ = try? Command.run(["postfix", "-c", configDirectory, "stop"], timeout: .seconds(30))
+        if let masterPid {
+            _ = poll(timeout: .seconds(15)) { kill(masterPid, 0) != 0 && errno == ESRCH }
+        }
     }
 
     // MARK: Queue

@@ -40,10 +40,16 @@ enum RunDirectory {
         removeStaleRuns()
         let name = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         let path = E2EPaths.runsRoot + "/" + name
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        // Built under a dot-name and renamed, so no other suite ever sees it without owner.pid
+        // (and mistakes it for the leftover of a crashed run).
+        let building = E2EPaths.runsRoot + "/." + name
+        try FileManager.default.createDirectory(atPath: building, withIntermediateDirectories: false)
         // Postfix daemons (user postfix) must reach the milter socket inside it.
-        chmod(path, 0o755)
-        try "\(getpid())\n".write(toFile: path + "/owner.pid", atomically: true, encoding: .utf8)
+        chmod(building, 0o755)
+        try "\(getpid())\n".write(toFile: building + "/owner.pid", atomically: true, encoding: .utf8)
+        guard rename(building, path) == 0 else {
+            throw E2EError("cannot rename \(building) to \(path): \(String(cString: strerror(errno)))")
+        }
         return path
     }
 
@@ -64,7 +70,7 @@ enum RunDirectory {
 
     private static func removeStaleRuns() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: E2EPaths.runsRoot) else { return }
-        for name in names {
+        for name in names where !name.hasPrefix(".") {  // dot-names are still being created
             let directory = E2EPaths.runsRoot + "/" + name
             if let owner = readPids(directory + "/owner.pid").first, owner == getpid() || isAlive(owner) {
                 continue  // another suite of this run, or a concurrent run: not ours to touch

@@ -30,12 +30,8 @@ final class SharemailDaemon: Sendable {
     /// Starts the milter and waits until its socket accepts connections.
     func start() throws {
         unlink(socketPath)  // a stale socket from a killed daemon would look "ready"
-        // umask 000: the socket is created by root, and Postfix (user postfix) needs write access
-        // to connect to it. Real deployments get the same from a umask or a shared group.
         let started = try Command.spawn(
-            ["/bin/sh", "-c", "umask 000; exec \"$0\" \"$@\"", binary,
-             "serve", "--config", configPath, "--socket", "unix:" + socketPath],
-            outputPath: logPath)
+            [binary, "serve", "--config", configPath, "--socket", "unix:" + socketPath], outputPath: logPath)
         RunDirectory.recordChild(started, in: directory)
         pid.withLock { $0 = started }
 
@@ -45,7 +41,7 @@ final class SharemailDaemon: Sendable {
                 exitStatus = status
                 return true
             }
-            return Self.canConnect(unixSocket: socketPath)
+            return Self.canConnect(unixSocket: socketPath) && Self.postfixMayConnect(socketPath)
         }
         if let exitStatus {
             pid.withLock { $0 = nil }
@@ -53,6 +49,12 @@ final class SharemailDaemon: Sendable {
         }
         guard ready else {
             stop()
+            if Self.canConnect(unixSocket: socketPath) {
+                throw E2EError("""
+                    user postfix cannot connect to \(socketPath) (\(Self.describe(socketPath))): \
+                    socket_group/socket_mode not applied?\n\(logTail())
+                    """)
+            }
             throw E2EError("sharemail did not open \(socketPath) within 30 s:\n\(logTail())")
         }
     }
@@ -87,6 +89,23 @@ final class SharemailDaemon: Sendable {
         log(since: 0).split(separator: "\n").suffix(count).joined(separator: "\n")
     }
 
+    /// Postfix's smtpd and cleanup run as user postfix: connecting needs write permission.
+    /// Checked here (the harness runs as root, which may always connect) so that a socket with
+    /// the wrong mode fails the start with a clear message instead of every test with a 451.
+    private static func postfixMayConnect(_ path: String) -> Bool {
+        var info = stat()
+        guard stat(path, &info) == 0, let user = getpwnam("postfix") else { return false }
+        let (uid, gid) = (user.pointee.pw_uid, user.pointee.pw_gid)
+        return info.st_mode & 0o002 != 0 || (info.st_gid == gid && info.st_mode & 0o020 != 0)
+            || (info.st_uid == uid && info.st_mode & 0o200 != 0)
+    }
+
+    private static func describe(_ path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return "missing" }
+        return "mode \(String(info.st_mode & 0o777, radix: 8)), uid \(info.st_uid), gid \(info.st_gid)"
+    }
+
     private static func canConnect(unixSocket path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
@@ -116,6 +135,9 @@ enum SharemailConfig {
         } ?? ""
         return """
             socket = "unix:/unused/milter.sock"   # overridden by --socket
+            # As postfix-conf/sharemail.example.toml: Postfix (user postfix) must reach the socket.
+            socket_group = "postfix"
+            socket_mode = "0660"
             trusted_networks = []
 
             [[mailbox]]
