@@ -289,7 +289,9 @@ struct AddressParser {
         if name == nil, firstComment >= 0 {
             name = comment(firstComment)
         }
-        let range = tokens[seg.lowerBound].start..<tokens[seg.upperBound - 1].end
+        var end = tokens[seg.upperBound - 1].end
+        while end > tokens[seg.lowerBound].start, isFWS(u[end - 1]) { end -= 1 }  // unterminated token
+        let range = tokens[seg.lowerBound].start..<end
         return ParsedMailbox(
             mailbox: Mailbox(displayName: name, address: joined(addr), source: string(range)),
             range: range)
@@ -388,7 +390,8 @@ struct AddressParser {
                 }
                 previous = b
             }
-            if plain { return String(decoding: bytes, as: UTF8.self) }
+            // An unterminated literal can end in whitespace.
+            if plain, let last = bytes.last, !isFWS(last) { return String(decoding: bytes, as: UTF8.self) }
         }
         var s: [UInt8] = []
         var prevEnd: Int?

@@ -63,6 +63,8 @@ import Testing
         (#""Zhang San" z@x"#, [Pair("Zhang San", "z@x")]),
         // Unterminated forms don't swallow the rest.
         ("Zhang <z@x, Li <l@y>", [Pair("Zhang", "z@x"), Pair("Li", "l@y")]),
+        // Unterminated domain literal ending in whitespace (found by fuzzing): name trimmed.
+        ("a@x, Zhang [unterminated ", [Pair(nil, "a@x"), Pair("Zhang [unterminated", "")]),
         // Quoted local part and domain literal.
         (#""john doe"@x.com"#, [Pair(nil, #""john doe"@x.com"#)]),
         ("Lit <a@[192.0.2.1]>", [Pair("Lit", "a@[192.0.2.1]")]),
@@ -132,6 +134,11 @@ import Testing
         #expect(decoder.rewritingMailboxes(in: value) { _ in nil } == nil)
         let all = decoder.rewritingMailboxes(in: value) { _ in "X" }
         #expect(all == "Team: X, X;,\r\n\tX  ,X")
+    }
+
+    @Test func unterminatedTokenSourceIsTrimmed() {
+        #expect(decoder.addressList("Zhang [x  ").mailboxes.map(\.source) == ["Zhang [x"])
+        #expect(decoder.addressList("\"Zhang  ").mailboxes.map(\.source) == ["\"Zhang"])
     }
 
     @Test func rewritingUnicodeValue() {
