@@ -51,6 +51,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Plain release-build timers: `swift run -c release header-benchmark`.
+        .executableTarget(
+            name: "header-benchmark",
+            dependencies: ["MailHeaders", "ShareMail"],
+            path: "Benchmarks/HeaderBenchmark"
+        ),
         .testTarget(
             name: "MailHeadersTests",
             dependencies: [
