@@ -1,5 +1,9 @@
 import Foundation
+import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Who is talking to Postfix. XCLIENT replaces the real client (127.0.0.1), so relay rules and
 /// the milter see these addresses; documentation ranges only ever appear here.
@@ -66,6 +70,9 @@ final class E2EEnvironment: Sendable {
 
     /// Starts everything; on any failure stops what already runs and throws.
     static func start(sharemailConfig: String?) throws -> E2EEnvironment {
+        guard getuid() == 0 else {
+            throw E2EError("the end-to-end tests must run as root: they start private Postfix instances")
+        }
         let directory = try RunDirectory.create()
         var sink: Sink?
         var postfix: PostfixInstance?
@@ -102,7 +109,7 @@ final class E2EEnvironment: Sendable {
 
     // MARK: Per-test state
 
-    private let offsets = Offsets()
+    private let offsets = Offsets((0, 0))
 
     /// Called by each test (through its suite's init): empties queue, Maildirs and sink, and
     /// remembers where the logs are so failure messages show this test's lines only.
@@ -112,12 +119,13 @@ final class E2EEnvironment: Sendable {
         if let sharemail, !sharemail.isRunning { try sharemail.start() }
         maildirs.clear()
         sink.clear()
-        offsets.set(maillog: postfix.maillogOffset(), sharemailLog: sharemail?.logOffset() ?? 0)
+        let now = (maillog: postfix.maillogOffset(), sharemailLog: sharemail?.logOffset() ?? 0)
+        offsets.withLock { $0 = now }
     }
 
     /// The maillog and sharemail's output since `beginTest()`: attach to every failed expectation.
     var diagnostics: String {
-        let (maillog, sharemailLog) = offsets.get()
+        let (maillog, sharemailLog) = offsets.withLock { $0 }
         var text = "--- Postfix maillog (this test) ---\n" + postfix.maillog(since: maillog)
         if let sharemail {
             text += "--- sharemail output (this test) ---\n" + sharemail.log(since: sharemailLog)
@@ -202,17 +210,8 @@ func trace<T>(_ step: String, _ body: () throws -> T) rethrows -> T {
     return try body()
 }
 
-/// The per-test log offsets; a class so the Sendable environment can update them between tests
-/// (tests of a suite run one after another: the suites are `.serialized`).
-private final class Offsets: @unchecked Sendable {
-    private let lock = NSLock()
-    private var maillog: UInt64 = 0
-    private var sharemailLog: UInt64 = 0
-    func set(maillog: UInt64, sharemailLog: UInt64) {
-        lock.withLock { (self.maillog, self.sharemailLog) = (maillog, sharemailLog) }
-    }
-    func get() -> (UInt64, UInt64) { lock.withLock { (maillog, sharemailLog) } }
-}
+/// The per-test log offsets (maillog, sharemail log); set by `beginTest()`.
+private typealias Offsets = Mutex<(maillog: UInt64, sharemailLog: UInt64)>
 
 /// Suite trait: starts one E2E environment before the suite's first test, stops it after the
 /// last, even when tests fail or throw.

@@ -134,6 +134,9 @@ final class PostfixInstance: Sendable {
     }
 
     func start() throws {
+        guard !SMTPClient.canConnect(port: smtpPort) else {
+            throw E2EError("127.0.0.1:\(smtpPort) is already in use: the tests would talk to someone else")
+        }
         let result = try Command.run(["postfix", "-c", configDirectory, "start"])
         guard result.succeeded else { throw E2EError("Postfix did not start: \(result)\n\(maillogTail())") }
         // `postfix start` returns before smtpd listens; wait for the greeting port.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -98,8 +99,21 @@ enum RunDirectory {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nobody listens on right now (bind to port 0, read it back).
+/// Ports already handed out in this process: suites start in parallel, and the kernel may
+/// return a port again once its probe socket is closed.
+private let handedOutPorts = Mutex<Set<UInt16>>([])
+
+/// A TCP port on 127.0.0.1 that nobody listens on right now and no other suite got.
 func freeLoopbackPort() throws -> UInt16 {
+    for _ in 0..<20 {
+        let port = try probeFreePort()
+        if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
+    }
+    throw E2EError("no unused loopback port found")
+}
+
+/// Binds to port 0 and reads back what the kernel chose.
+private func probeFreePort() throws -> UInt16 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw E2EError("socket() failed: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
