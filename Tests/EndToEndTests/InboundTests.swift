@@ -19,7 +19,18 @@ struct InboundTests {
                 "Subject: inbound \(tag)", "Message-ID: <\(tag)@customer.test>",
             ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
+        try expectEveryCopyUntouched(tag: tag)
         return outcome
+    }
+
+    /// Inbound copies are the customer's message: same Subject, From not rewritten.
+    private func expectEveryCopyUntouched(tag: String) throws {
+        for mailbox in PostfixInstance.mailboxes {
+            for copy in try env.maildirs.messages(mailbox) {
+                #expect(copy.value("Subject") == "inbound \(tag)", "\(mailbox): \(copy)")
+                #expect(copy.value("From") == "Customer <customer@customer.test>", "\(mailbox): \(copy)")
+            }
+        }
     }
 
     @Test("Rule 1: unnamed sales@ → the manager once, and (forward_unnamed) every staff once")
@@ -84,6 +95,17 @@ struct InboundTests {
         #expect(outcome.data == nil)
         try env.expectMailboxes([:])
         try env.expectSinkCount(0)
+    }
+
+    @Test("Rule 2: in one transaction, the staff recipient is refused and sales@ still accepted")
+    func mixedRecipients() throws {
+        let outcome = try env.sendAndDeliver(
+            as: .internet, from: "customer@customer.test", to: ["zhangsan@example.com", "sales@example.com"],
+            message: message(["From: customer@customer.test", "To: zhangsan@example.com, sales@example.com",
+                              "Subject: \(uniqueTag())"]))
+        #expect(outcome.rcpt.map(\.code) == [550, 250], "\(outcome)\n\(env.diagnostics)")
+        #expect(outcome.accepted, "\(outcome)")
+        try env.expectMailboxes(["manager": 1, "zhangsan": 1, "lisi": 1, "wangwu": 1])
     }
 
     @Test("Rule 2: Internet → a staff with receive_internet is delivered, with a copy for the manager")

@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import Testing
 
 /// Rule 7: whatever arrives, sales@ mail reaches the manager (never lost, never bounced).
@@ -64,6 +66,92 @@ struct MalformedInputTests {
     }
 }
 
+/// Load: big bodies and many simultaneous sessions, each routed on its own.
+@Suite("Robustness: size and concurrency", .serialized, .e2eEnvironment())
+struct LoadTests {
+    let env: E2EEnvironment
+
+    init() throws {
+        env = try E2EEnvironment.current()
+        try env.beginTest()
+    }
+
+    @Test("A 5 MB message to sales@ is routed like a small one")
+    func bigBody() throws {
+        let line = String(repeating: "0123456789", count: 7) + "\r\n"
+        let body = String(repeating: line, count: 5_000_000 / line.utf8.count)
+        let outcome = try env.sendAndDeliver(
+            as: .internet, from: "customer@customer.test", to: ["sales@example.com"],
+            message: message(["From: customer@customer.test", #"To: "Lisi" <sales@example.com>"#,
+                              "Subject: \(uniqueTag())"], body: body))
+        #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
+        try env.expectMailboxes(["manager": 1, "lisi": 1])
+        let copy = try #require(try env.maildirs.messages("lisi").first)
+        #expect(copy.raw.count > 4_900_000, "the Maildir copy is truncated: \(copy.raw.count) bytes")  // LF line ends in Maildir
+    }
+
+    @Test("20 simultaneous sessions (named and unnamed, inbound and outbound) are each routed right")
+    func concurrentSessions() throws {
+        let outcomes = Mutex<[String]>([])  // problems, collected from all threads
+        // One thread per session (not concurrentPerform, which would use one per core): all
+        // 20 milter sessions are open at the same time.
+        inParallel(20) { i in
+            do {
+                let outcome: SMTPOutcome
+                switch i % 4 {
+                case 0:  // rule 4: named → Zhangsan
+                    outcome = try env.send(
+                        as: .internet, from: "c\(i)@customer.test", to: ["sales@example.com"],
+                        message: message(["From: c\(i)@customer.test", #"To: "Zhangsan" <sales@example.com>"#,
+                                          "Subject: named \(i)"]))
+                case 1:  // rule 1: unnamed → everyone
+                    outcome = try env.send(
+                        as: .internet, from: "c\(i)@customer.test", to: ["sales@example.com"],
+                        message: message(["From: c\(i)@customer.test", "To: sales@example.com", "Subject: unnamed \(i)"]))
+                case 2:  // rule 3: Lisi replies → rewritten to the sink, copy for the manager
+                    outcome = try env.send(
+                        as: .staff(login: "lisi"), from: "lisi@example.com", to: ["c\(i)@customer.test"],
+                        message: message(["From: lisi@example.com", "To: c\(i)@customer.test", "Subject: reply \(i)"]))
+                default:  // rule 2: refused at RCPT
+                    outcome = try env.send(
+                        as: .internet, from: "c\(i)@customer.test", to: ["lisi@example.com"],
+                        message: message(["From: c\(i)@customer.test", "To: lisi@example.com", "Subject: direct \(i)"]))
+                }
+                let expectedAccepted = i % 4 != 3
+                if outcome.accepted != expectedAccepted {
+                    outcomes.withLock { $0.append("session \(i): \(outcome)") }
+                }
+            } catch {
+                outcomes.withLock { $0.append("session \(i): \(error)") }
+            }
+        }
+        let problems = outcomes.withLock { $0 }
+        #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))\n\(env.diagnostics)")
+        try env.waitForDelivery()
+        // 5 named (manager, zhangsan) + 5 unnamed (manager, all three staff) + 5 replies (manager).
+        try env.expectMailboxes(["manager": 15, "zhangsan": 10, "lisi": 5, "wangwu": 5])
+        try env.expectSinkCount(5)
+        for sent in try env.sink.messages() {
+            #expect(sent.envelopeSender == "sales@example.com", "\(sent)")
+            #expect(!sent.file.text.contains("lisi@example.com"), "\(sent)")
+        }
+    }
+}
+
+/// Runs `body(0..<count)` on `count` threads at once and returns when all are done.
+func inParallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let group = DispatchGroup()
+    for i in 0..<count {
+        group.enter()
+        let thread = Thread {
+            body(i)
+            group.leave()
+        }
+        thread.start()
+    }
+    group.wait()
+}
+
 /// milter_default_action = tempfail: with sharemail gone, Postfix defers instead of letting
 /// mail bypass the policy.
 @Suite("Robustness: sharemail down", .serialized, .e2eEnvironment())
@@ -109,16 +197,29 @@ struct AliasCharsetTests {
         try env.beginTest()
     }
 
-    @Test("An alias on sales@ routes to that staff only (plus the manager)", arguments: [
-        "=?GB2312?B?1cXI/Q==?= <sales@example.com>",  // 张三 in GB2312
-        "=?Big5?B?sWmkVA==?= <sales@example.com>",  // 張三 in Big5
-        "=?UTF-8?B?5byg5LiJ?= <sales@example.com>",  // 张三 in UTF-8
-        #""Zhang San" <sales@example.com>"#,
-    ])
-    func aliasRoutes(_ to: String) throws {
+    struct NameCase: Sendable, CustomTestStringConvertible {
+        let label: String
+        let to: [UInt8]  // the To value, raw
+        var testDescription: String { label }
+        init(_ label: String, _ to: String) { (self.label, self.to) = (label, Array(to.utf8)) }
+        init(_ label: String, raw: [UInt8]) { (self.label, self.to) = (label, raw) }
+    }
+
+    static let names: [NameCase] = [
+        NameCase("张三 as GB2312 encoded word", "=?GB2312?B?1cXI/Q==?= <sales@example.com>"),
+        NameCase("張三 as Big5 encoded word", "=?Big5?B?sWmkVA==?= <sales@example.com>"),
+        NameCase("张三 as UTF-8 encoded word", "=?UTF-8?B?5byg5LiJ?= <sales@example.com>"),
+        NameCase("the ASCII alias Zhang San", #""Zhang San" <sales@example.com>"#),
+        NameCase("张三 as raw UTF-8 (SMTPUTF8-style client)", #""张三" <sales@example.com>"#),
+        // Old Chinese clients send raw GB2312 bytes; header_fallback_charset defaults to GB18030.
+        NameCase("张三 as raw GB2312 bytes", raw: [0x22, 0xD5, 0xC5, 0xC8, 0xFD, 0x22] + Array(" <sales@example.com>".utf8)),
+    ]
+
+    @Test("An alias on sales@ routes to that staff only (plus the manager)", arguments: names)
+    func aliasRoutes(_ name: NameCase) throws {
+        let header = Array("From: customer@customer.test\r\nSubject: \(uniqueTag())\r\nTo: ".utf8) + name.to
         let outcome = try env.sendAndDeliver(
-            as: .internet, from: "customer@customer.test", to: ["sales@example.com"],
-            message: message(["From: customer@customer.test", "To: " + to, "Subject: \(uniqueTag())"]))
+            as: .internet, from: "customer@customer.test", to: ["sales@example.com"], message: rawMessage(header))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try env.expectMailboxes(["manager": 1, "zhangsan": 1])
     }
