@@ -86,6 +86,57 @@ struct OutboundTests {
         try env.expectMailboxes(["manager": 1])
     }
 
+    @Test("Rule 3: revealing headers in odd shapes (lower-case, folded, repeated) are all rewritten")
+    func oddlyShapedHeadersAreRewritten() throws {
+        let subject = "Re: odd \(uniqueTag())"
+        let outcome = try env.sendAndDeliver(
+            as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["customer@customer.test"],
+            message: message([
+                "from: \"Zhang San\"\r\n <zhangsan@example.com>",
+                "reply-to: zhangsan@example.com",
+                "To: customer@customer.test",
+                "Reply-To: Zhang San\r\n\t<zhangsan@example.com>",
+                "SENDER: zhangsan@example.com",
+                "Subject: \(subject)",
+            ]))
+        #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
+        try env.expectSinkCount(1)
+        let sent = try #require(try env.sink.messages().first)
+        #expect(!sent.file.text.lowercased().contains("zhangsan@example.com"),
+                "the staff address leaks to the customer: \(sent)\n\(env.diagnostics)")
+        #expect(sent.file.values("From").count == 1, "\(sent)")
+        #expect(sent.file.value("From")?.contains("sales@example.com") == true, "\(sent)")
+        try env.expectMailboxes(["manager": 1])
+    }
+
+    @Test("Rule 3: logged in as zhangsan with another staff's envelope sender: refused, or no staff address leaks")
+    func loginAndSenderDisagree() throws {
+        let outcome = try env.sendAndDeliver(
+            as: .staff(login: "zhangsan"), from: "lisi@example.com", to: ["customer@customer.test"],
+            message: message(["From: Lisi <lisi@example.com>", "To: customer@customer.test",
+                              "Subject: \(uniqueTag())"]))
+        for sent in try env.sink.messages() {
+            let text = sent.file.text.lowercased()
+            #expect(!text.contains("lisi@example.com") && !text.contains("zhangsan@example.com"),
+                    "a staff address leaks to the customer: \(sent)\n\(outcome)\n\(env.diagnostics)")
+        }
+    }
+
+    @Test("Rule 3: the bounce of a staff reply goes to sales@ and so reaches the manager, never the void")
+    func bounceOfStaffReply() throws {
+        let subject = "Re: bounce \(uniqueTag())"
+        let outcome = try env.sendAndDeliver(
+            as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["nobody@bounce.test"],
+            message: message([#"From: "Zhang San" <zhangsan@example.com>"#, "To: nobody@bounce.test",
+                              "Subject: \(subject)"]))
+        #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
+        try env.expectSinkCount(0)
+        // The manager's copy of the reply, and the bounce (sent to the rewritten envelope sender).
+        let copies = try env.maildirs.messages("manager")
+        #expect(copies.count == 2, "\(copies)\n\(env.diagnostics)")
+        #expect(copies.contains { $0.value("From")?.contains("MAILER-DAEMON") == true }, "no bounce: \(copies)")
+    }
+
     @Test("Rule 3: a staff without send_internet is refused at RCPT with 550 5.7.1")
     func staffWithoutSendInternetRefused() throws {
         let outcome = try env.sendAndDeliver(

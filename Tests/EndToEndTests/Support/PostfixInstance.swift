@@ -38,6 +38,8 @@ final class PostfixInstance: Sendable {
         try masterCf().write(toFile: configDirectory + "/master.cf", atomically: true, encoding: .utf8)
         try Self.mailboxes.map { "\($0)@example.com example.com/\($0)/" }.joined(separator: "\n")
             .appending("\n").write(toFile: configDirectory + "/vmailbox", atomically: true, encoding: .utf8)
+        try "bounce.test error:5.1.1 mailbox unavailable\n"
+            .write(toFile: configDirectory + "/transport", atomically: true, encoding: .utf8)
         // The admin's safety net: sharemail itself replaces sales@ by manager@.
         try "sales@example.com manager@example.com\n"
             .write(toFile: configDirectory + "/virtual", atomically: true, encoding: .utf8)
@@ -68,6 +70,10 @@ final class PostfixInstance: Sendable {
             "biff = no",
             "smtp_dns_support_level = disabled",
             "relayhost = [127.0.0.1]:\(sinkPort)",
+            // A recipient domain that bounces after queueing (the sink accepts everything);
+            // without the second line smtpd would already refuse it at RCPT.
+            "transport_maps = texthash:\(configDirectory)/transport",
+            "smtpd_reject_unlisted_recipient = no",
             "virtual_mailbox_domains = example.com",
             "virtual_mailbox_maps = texthash:\(configDirectory)/vmailbox",
             "virtual_alias_maps = texthash:\(configDirectory)/virtual",
