@@ -99,7 +99,7 @@ final class E2EEnvironment: Sendable {
     }
 
     func stop() {
-        trace("stopping") { sharemail?.stop() }
+        trace("sharemail stop") { sharemail?.stop() }
         trace("postfix stop") { postfix.stop() }
         trace("sink stop") { sink.stop() }
         // Failure messages already quote the logs; E2E_KEEP=1 keeps the whole directory for a
