@@ -51,6 +51,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A private Postfix on loopback, an smtp-sink "Internet", Maildirs,
+        // an SMTP client and the sharemail daemon: shared by the end-to-end
+        // tests and `sharemail-sandbox`.
+        .target(
+            name: "PostfixLab"
+        ),
+        // `scripts/sandbox`: the seed's four cases through a throwaway Postfix.
+        .executableTarget(
+            name: "sharemail-sandbox",
+            dependencies: ["PostfixLab"]
+        ),
         // Plain release-build timers: `swift run -c release header-benchmark`.
         .executableTarget(
             name: "header-benchmark",
@@ -70,7 +81,9 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["ShareMail"]
+            // Depending on the executable makes `swift test` build the very
+            // daemon the tests start, never a stale one.
+            dependencies: ["sharemail", "PostfixLab"]
         ),
     ]
 )

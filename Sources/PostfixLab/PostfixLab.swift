@@ -1,0 +1,1 @@
+// PostfixLab: being moved here from Tests/EndToEndTests/Support.

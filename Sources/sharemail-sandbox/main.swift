@@ -1,0 +1,1 @@
+print("sharemail-sandbox: not written yet")
