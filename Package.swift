@@ -79,6 +79,12 @@ let package = Package(
             name: "ShareMailTests",
             dependencies: ["ShareMail", "MailHeaders"]
         ),
+        // The command line as an admin meets it: golden output, exit codes, JSON.
+        .testTarget(
+            name: "CLITests",
+            dependencies: ["sharemail"],
+            resources: [.copy("Fixtures")]
+        ),
         .testTarget(
             name: "EndToEndTests",
             // Depending on the executable makes `swift test` build the very

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+
+/// Runs the real `sharemail` binary, as an admin would.
+struct CLI {
+    struct Result {
+        let status: Int32
+        let output: String
+        let error: String
+    }
+
+    /// The binary SwiftPM built next to this test bundle.
+    static let binary: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var directory = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        while directory.path != "/", !directory.lastPathComponent.hasSuffix("debug"), !directory.lastPathComponent.hasSuffix("release") {
+            directory.deleteLastPathComponent()
+        }
+        return directory.appendingPathComponent("sharemail").path
+    }()
+
+    static let fixtures = Bundle.module.resourceURL!.appendingPathComponent("Fixtures")
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let exampleConfig = packageRoot.appendingPathComponent("postfix-conf/sharemail.example.toml").path
+
+    static func run(_ arguments: [String], stdin: Data? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.currentDirectoryURL = fixtures
+        let output = Pipe(), error = Pipe(), input = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(stdin) }
+        try input.fileHandleForWriting.close()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, output: String(decoding: out, as: UTF8.self),
+                      error: String(decoding: err, as: UTF8.self))
+    }
+
+    /// Compares with Fixtures/golden/NAME (in the source tree). Set
+    /// UPDATE_GOLDEN=1 to rewrite the files after a deliberate change.
+    static func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let file = packageRoot.appendingPathComponent("Tests/CLITests/Fixtures/golden/\(name)")
+        if ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1" {
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            return
+        }
+        let expected = try String(contentsOf: file, encoding: .utf8)
+        #expect(text == expected, "output differs from golden/\(name)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("sharemail check")
+struct CheckTests {
+    let config = ["--config", CLI.exampleConfig]
+
+    @Test("case 1: a customer writes to the unified address")
+    func case1() throws {
+        let result = try CLI.run(["check"] + config + ["--from", "customer@customer.test", "--rcpt", "sales@example.com", "case1-unnamed.eml"])
+        #expect(result.status == 0, "\(result.error)")
+        try CLI.expectGolden(result.output, "check-case1.txt")
+    }
+
+    @Test("case 2: a staff reply leaves under the unified address")
+    func case2() throws {
+        let result = try CLI.run(["check"] + config + ["--login", "zhangsan", "--from", "zhangsan@example.com",
+                                                       "--rcpt", "customer@customer.test", "--rcpt", "lisi@example.com",
+                                                       "case2-staff-reply.eml"])
+        #expect(result.status == 0, "\(result.error)")
+        try CLI.expectGolden(result.output, "check-case2.txt")
+        // What the message carries afterwards names no staff mailbox.
+        let newValues = result.output.split(separator: "\n").filter { $0.contains(" → ") || $0.hasPrefix("header added") }
+            .map { $0.components(separatedBy: " → ").last ?? "" }
+        #expect(newValues.count == 6)
+        for value in newValues { #expect(!value.contains("zhangsan@") && !value.contains("lisi@"), "\(value)") }
+    }
+
+    @Test("case 3: a reply to \"Zhangsan\" <sales@…>, read from standard input")
+    func case3() throws {
+        let message = try Data(contentsOf: CLI.fixtures.appendingPathComponent("case3-customer-reply.eml"))
+        let result = try CLI.run(["check"] + config + ["--from", "customer@customer.test", "--rcpt", "sales@example.com", "-"],
+                                 stdin: message)
+        #expect(result.status == 0, "\(result.error)")
+        try CLI.expectGolden(result.output, "check-case3.txt")
+    }
+
+    @Test("rule 2 without a message: the RCPT refusal, exit status 1")
+    func refusal() throws {
+        let result = try CLI.run(["check"] + config + ["--from", "customer@customer.test", "--rcpt", "zhangsan@example.com"])
+        #expect(result.status == 1)
+        try CLI.expectGolden(result.output, "check-refused.txt")
+    }
+
+    @Test("--json prints exactly the documented keys")
+    func jsonSchema() throws {
+        let result = try CLI.run(["check"] + config + ["--json", "--login", "zhangsan", "--from", "zhangsan@example.com",
+                                                       "--rcpt", "customer@customer.test", "case2-staff-reply.eml"])
+        #expect(result.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+        #expect(Set(object.keys) == ["action", "reply", "add_recipients", "remove_recipients", "envelope_from", "header_changes", "reasons"])
+        #expect(object["action"] as? String == "accept")
+        #expect(object["reply"] is NSNull)
+        #expect(object["add_recipients"] as? [String] == ["manager@example.com"])
+        #expect(object["remove_recipients"] as? [String] == [])
+        #expect(object["envelope_from"] as? String == "sales@example.com")
+        let changes = try #require(object["header_changes"] as? [[String: Any]])
+        #expect(!changes.isEmpty)
+        for change in changes {
+            #expect(Set(change.keys) == ["op", "name", "value"])
+            #expect(["add", "change", "delete"].contains(change["op"] as? String ?? ""))
+        }
+        #expect((object["reasons"] as? [String])?.isEmpty == false)
+    }
+
+    @Test("--json for a refusal carries the reply and null envelope_from")
+    func jsonRefusal() throws {
+        let result = try CLI.run(["check"] + config + ["--json", "--from", "c@customer.test", "--rcpt", "lisi@example.com"])
+        #expect(result.status == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+        #expect(object["action"] as? String == "reject")
+        #expect((object["reply"] as? String)?.hasPrefix("550 5.7.1 ") == true)
+        #expect(object["envelope_from"] is NSNull)
+    }
+
+    @Test("exit statuses: 64 bad usage, 65 unreadable message, 78 bad config", arguments: [
+        (["check", "--config", CLI.exampleConfig, "--from", "a@b.test"], Int32(64)),
+        (["check", "--config", CLI.exampleConfig, "--from", "a@b.test", "--rcpt", "x@y.test", "--client-ip", "nonsense"], Int32(64)),
+        (["check", "--config", CLI.exampleConfig, "--from", "a@b.test", "--rcpt", "x@y.test", "no-such-file.eml"], Int32(65)),
+        (["check", "--config", "bad.toml", "--from", "a@b.test", "--rcpt", "x@y.test"], Int32(78)),
+        (["check", "--config", "missing.toml", "--from", "a@b.test", "--rcpt", "x@y.test"], Int32(78)),
+    ])
+    func exitStatus(arguments: [String], status: Int32) throws {
+        #expect(try CLI.run(arguments).status == status)
+    }
+
+    @Test("--help reads like a man page, with examples")
+    func help() throws {
+        let result = try CLI.run(["check", "--help"])
+        #expect(result.output.contains("EXIT STATUS"))
+        #expect(result.output.contains("EXAMPLES"))
+        #expect(result.output.contains("--json"))
+    }
+}
+
+@Suite("sharemail lint")
+struct LintTests {
+    @Test("a clean file: exit 0")
+    func clean() throws {
+        let result = try CLI.run(["lint", "--config", CLI.exampleConfig])
+        #expect(result.status == 0)
+        #expect(result.output.contains("OK: 1 mailbox(es), 2 staff"))
+    }
+
+    @Test("every problem in one run, with file, line and key; exit 78")
+    func problems() throws {
+        let result = try CLI.run(["lint", "--config", "bad.toml"])
+        #expect(result.status == 78)
+        try CLI.expectGolden(result.output, "lint-bad.txt")
+    }
+}
+
+@Suite("sharemail serve")
+struct ServeTests {
+    @Test("refuses to start on a bad configuration, naming every error")
+    func refusesBadConfig() throws {
+        let result = try CLI.run(["serve", "--config", "bad.toml"])
+        #expect(result.status == 78)
+        #expect(result.error.contains("bad.toml:2: colour: unknown key"))
+        #expect(result.error.contains("bad.toml:4: mailbox[0].address"))
+    }
+}
