@@ -49,26 +49,30 @@ struct AddressParser {
     }
 
     /// End of a syntactically complete encoded word at `i` (no decoding), or nil.
-    /// Bounded so that scanning stays linear on hostile input.
+    /// Same syntax as `EncodedWords.parseWord`, so the tokenizer glues specials only
+    /// into words the decoder reads as encoded words: a charset without whitespace,
+    /// '=', '"', controls or 8-bit bytes, then "?B?" or "?Q?", then text without
+    /// whitespace or '?', then "?=". Bounded so that scanning stays linear on hostile input.
     static func encodedWordEnd(_ u: [UInt8], at i: Int) -> Int? {
         let q = UInt8(ascii: "?")
         guard i + 1 < u.count, u[i] == UInt8(ascii: "="), u[i + 1] == q else { return nil }
         let limit = min(u.count, i + 512)
         var j = i + 2
-        var marks = 0  // '?' seen after "=?"
-        while j < limit {
+        while j < limit, u[j] != q {  // charset
             let b = u[j]
-            if isFWS(b) { return nil }
-            if b == q {
-                marks += 1
-                if marks == 3 {
-                    return j + 1 < u.count && u[j + 1] == UInt8(ascii: "=") ? j + 2 : nil
-                }
-                if marks == 2 && j - i < 5 { return nil }  // "=??x?" has no charset
-            }
+            if isFWS(b) || b == UInt8(ascii: "=") || b == UInt8(ascii: "\"") || b < 0x20 || b >= 0x7F { return nil }
+            if j - (i + 2) > 64 { return nil }
             j += 1
         }
-        return nil
+        guard j > i + 2, j + 2 < limit, u[j + 2] == q else { return nil }
+        let encoding = u[j + 1] | 0x20
+        guard encoding == UInt8(ascii: "b") || encoding == UInt8(ascii: "q") else { return nil }
+        j += 3
+        while j < limit, u[j] != q {  // encoded text
+            if isFWS(u[j]) { return nil }
+            j += 1
+        }
+        return j < limit && j + 1 < u.count && u[j + 1] == UInt8(ascii: "=") ? j + 2 : nil
     }
 
     private static func tokenize(_ u: [UInt8]) -> [Token] {

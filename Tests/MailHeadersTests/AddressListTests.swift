@@ -119,6 +119,30 @@ import Testing
         ]))])
     }
 
+    /// Found by fuzzing: the tokenizer took `=?gb2312:=?utf-8?Q?=` for an encoded word
+    /// (a charset with '=' in it, "utf-8" as the encoding) and swallowed the group's
+    /// colon, so rewriting a member turned the group into one odd mailbox. Only what
+    /// the decoder reads as an encoded word may hold specials.
+    @Test func brokenWordDoesNotSwallowGroupColon() {
+        let list = decoder.addressList("=?gb2312:=?utf-8?Q?=E5=BC=A0?= <z@x>;")
+        #expect(list.items == [.group(Group(name: "=?gb2312", members: [
+            Mailbox(displayName: "张", address: "z@x", source: "=?utf-8?Q?=E5=BC=A0?= <z@x>"),
+        ]))])
+        // The same after the engine-style rewrite of the member.
+        let rewritten = decoder.rewritingMailboxes(in: "=?gb2312:\"=?x\" <z@x>;") {
+            HeaderEncoder.mailbox(displayName: $0.displayName, address: "sales@x", smtpUTF8: false)
+        }
+        #expect(rewritten == "=?gb2312:=?UTF-8?B?PT94?= <sales@x>;")
+        #expect(decoder.addressList(rewritten ?? "").items == [.group(Group(name: "=?gb2312", members: [
+            Mailbox(displayName: "=?x", address: "sales@x", source: "=?UTF-8?B?PT94?= <sales@x>"),
+        ]))])
+        // Real encoded words still keep their specials, also with "iso_8859-1:1987".
+        #expect(pairs("=?utf-8?Q?a,b:c?= <z@x>") == [Pair("a,b:c", "z@x")])
+        #expect(pairs("=?iso_8859-1:1987?Q?Ren=E9?= <r@x>") == [Pair("René", "r@x")])
+        // An encoding other than B or Q makes no encoded word: its comma separates.
+        #expect(pairs("=?utf-8?X?a,b?= <z@x>") == [Pair(nil, "=?utf-8?X?a"), Pair("b?=", "z@x")])
+    }
+
     @Test func sourceIsExactAndTrimmed() {
         let value = " \"Zhang, San\" <zs@x.com> (boss) ,\r\n\tli@y.com (Li) ;  Team: <a@x>;"
         let sources = decoder.addressList(value).mailboxes.map(\.source)
