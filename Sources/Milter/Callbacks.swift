@@ -1,4 +1,5 @@
 import CMilter
+import CoreMetrics
 import Glibc
 import Logging
 
@@ -31,7 +32,16 @@ private func connection(_ ctx: OpaquePointer?) -> Connection? {
 
 /// Answer for a stage whose connection state is missing: never let a message
 /// through unfiltered.
-private let missingState = SMFIS_TEMPFAIL
+private var missingState: sfsistat {
+    countError("no_session")
+    return SMFIS_TEMPFAIL
+}
+
+/// Counts milter-level failures [sharemail_milter_errors_total{kind}]; rare,
+/// so the handle is looked up each time.
+private func countError(_ kind: String) {
+    Counter(label: "sharemail_milter_errors_total", dimensions: [("kind", kind)]).increment()
+}
 
 // MARK: Negotiation
 
@@ -47,6 +57,7 @@ let milterNegotiate: @convention(c) (
     guard offeredActions & wantedActions == wantedActions else {
         // Without these the filter cannot do its job: say so loudly, once
         // per connection, and let milter_default_action decide.
+        countError("negotiate")
         logger.error("the MTA does not offer the milter actions sharemail needs", metadata: [
             "needed": "\(String(wantedActions, radix: 16))", "offered": "\(String(offeredActions, radix: 16))",
         ])
@@ -137,6 +148,7 @@ let milterEndOfMessage: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
                 // Some changes may be in already; a tempfail makes the MTA
                 // throw the whole message away, so none of them count.
                 state.logger.error("could not apply a message change", metadata: ["change": "\(failure)"])
+                countError("apply")
                 return answer(.tempfail(Reply(code: 451, enhancedCode: "4.3.0",
                                               text: "Temporary failure applying the shared-mailbox policy; try again later")),
                               step: nil, ctx: ctx, state: state)
@@ -231,6 +243,7 @@ private func setReply(_ reply: Reply, digit: Int, ctx: OpaquePointer, state: Con
         }
     }
     if status != MI_SUCCESS {
+        countError("reply")
         state.logger.error("libmilter refused the reply text", metadata: ["code": "\(code)"])
         return false
     }

@@ -175,6 +175,7 @@ public enum MilterError: Error, Equatable, CustomStringConvertible {
     case openSocket(String)
     case socketPermissions(String, Int32)
     case main
+    case signals(Int32)
 
     public var description: String {
         switch self {
@@ -186,6 +187,18 @@ public enum MilterError: Error, Equatable, CustomStringConvertible {
         case .openSocket(let spec): "cannot open milter socket \(spec) (in use, bad path, or no permission)"
         case .socketPermissions(let path, let code): "cannot set owner/mode of \(path): \(String(cString: strerror(code)))"
         case .main: "libmilter's main loop failed"
+        case .signals(let code): "cannot block signals: \(String(cString: strerror(code)))"
         }
+    }
+}
+
+extension Milter {
+    /// Blocks the signals libmilter's own signal thread waits for (HUP, TERM,
+    /// INT) and SIGUSR1 in the calling thread. Call it first thing in main,
+    /// before any thread exists, so every thread inherits the mask and the
+    /// signals reach only the threads that wait for them.
+    public static func blockSignals() throws(MilterError) {
+        let status = cmilter_block_signals()
+        if status != 0 { throw .signals(status) }
     }
 }

@@ -13,21 +13,54 @@ public struct Configuration: Sendable {
     public var trustedNetworks: [IPNetwork]
     /// Charset for raw 8-bit header bytes that are not UTF-8.
     public var headerFallbackCharset: String
+    /// Where the daemon logs: syslog (facility mail, so lines sit beside
+    /// Postfix's in mail.log) or standard error (journald under systemd).
+    public var log: LogTarget
+    /// swift-log level name: trace, debug, info, notice, warning, error, critical.
+    public var logLevel: String
+    /// Prometheus endpoint ("127.0.0.1:9325"); nil: no metrics.
+    public var metrics: HostPort?
     public var mailboxes: [SharedMailbox]
+
+    public enum LogTarget: String, Sendable { case stderr, syslog }
+
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     public init(socket: String = Configuration.defaultSocket, socketMode: UInt32? = nil, socketOwner: String? = nil,
                 socketGroup: String? = nil, trustedNetworks: [IPNetwork] = [],
-                headerFallbackCharset: String = "GB18030", mailboxes: [SharedMailbox]) {
+                headerFallbackCharset: String = "GB18030", log: LogTarget = .stderr, logLevel: String = "info",
+                metrics: HostPort? = nil, mailboxes: [SharedMailbox]) {
         self.socket = socket
         self.socketMode = socketMode
         self.socketOwner = socketOwner
         self.socketGroup = socketGroup
         self.trustedNetworks = trustedNetworks
         self.headerFallbackCharset = headerFallbackCharset
+        self.log = log
+        self.logLevel = logLevel
+        self.metrics = metrics
         self.mailboxes = mailboxes
     }
 
     public static let defaultSocket = "unix:/run/sharemail/milter.sock"
+}
+
+/// A listening address such as `127.0.0.1:9325` or `[::1]:9325`.
+public struct HostPort: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (1...65535).contains(port) else { return nil }
+        var host = Substring(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        guard IPAddress(host) != nil || host == "localhost" else { return nil }
+        self.host = String(host)
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 /// One unified external address and the team behind it.

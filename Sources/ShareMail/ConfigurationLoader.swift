@@ -58,7 +58,7 @@ private struct Reader {
     var problems: [ConfigurationProblem] = []
 
     static let topKeys: Set<String> = ["socket", "socket_mode", "socket_owner", "socket_group", "trusted_networks",
-                                       "header_fallback_charset", "mailbox"]
+                                       "header_fallback_charset", "log", "log_level", "metrics", "mailbox"]
     static let mailboxKeys: Set<String> = ["address", "manager", "forward_unnamed", "staff"]
     static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet"]
 
@@ -90,6 +90,21 @@ private struct Reader {
             return network
         }
         let charset = string(table, "header_fallback_charset", path: "") ?? "GB18030"
+        var log = Configuration.LogTarget.stderr
+        if let text = string(table, "log", path: "") {
+            if let target = Configuration.LogTarget(rawValue: text) { log = target } else {
+                problem("log", "\"\(text)\" is not a log target: use \"syslog\" or \"stderr\"")
+            }
+        }
+        let level = string(table, "log_level", path: "") ?? "info"
+        if !Configuration.logLevels.contains(level) {
+            problem("log_level", "\"\(level)\" is not a level: use one of \(Configuration.logLevels.joined(separator: ", "))")
+        }
+        var metrics: HostPort?
+        if let text = string(table, "metrics", path: "") {
+            metrics = HostPort(text)
+            if metrics == nil { problem("metrics", "\"\(text)\" is not an address and port such as \"127.0.0.1:9325\"") }
+        }
 
         var mailboxes: [SharedMailbox] = []
         var teams: [Team] = []
@@ -114,7 +129,8 @@ private struct Reader {
         checkDuplicates(teams)
         return Configuration(socket: socket, socketMode: mode, socketOwner: string(table, "socket_owner", path: ""),
                              socketGroup: string(table, "socket_group", path: ""), trustedNetworks: networks,
-                             headerFallbackCharset: charset, mailboxes: mailboxes)
+                             headerFallbackCharset: charset, log: log, logLevel: level, metrics: metrics,
+                             mailboxes: mailboxes)
     }
 
     /// The mailbox (nil when unusable) and the staff read from it: staff are

@@ -15,3 +15,13 @@ final class PolicyStore: Sendable {
 
     func replace(_ engine: PolicyEngine) { current.withLock { $0 = engine } }
 }
+
+/// How many messages are between MAIL FROM and their end, so that a stop
+/// can wait for them.
+final class InFlight: Sendable {
+    private let count = Atomic<Int>(0)
+
+    func begin() { count.add(1, ordering: .relaxed) }
+    func end() { count.subtract(1, ordering: .relaxed) }
+    var current: Int { count.load(ordering: .relaxed) }
+}

@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import Glibc
 import Logging
+import Metrics
 import Milter
+import Prometheus
 import ShareMail
 
 struct Serve: ParsableCommand {
@@ -10,12 +12,23 @@ struct Serve: ParsableCommand {
         abstract: "Run the milter that Postfix talks to.",
         discussion: """
             Loads the configuration (refusing to start on any error), opens the milter \
-            socket and serves Postfix until SIGTERM or SIGINT. Point Postfix's \
-            smtpd_milters and non_smtpd_milters at the socket (see postfix-conf/).
+            socket and serves Postfix.
 
-            Examples:
+            SIGNALS
+              SIGUSR1  reload the configuration file. A file with errors is reported
+                       and the running configuration kept; each message finishes with
+                       the configuration it started with. (The socket, logging and
+                       metrics settings take effect at the next start.)
+              SIGTERM, SIGINT, SIGHUP
+                       stop accepting connections, finish the messages in flight
+                       (at most 30 s), and exit.
+
+            EXIT STATUS
+              0 stopped, 75 the socket could not be opened, 78 bad configuration.
+
+            EXAMPLES
               sharemail serve --config /etc/sharemail/sharemail.toml
-              sharemail serve --config sharemail.toml --socket inet:8891@127.0.0.1
+              sharemail serve --config sharemail.toml --socket inet:8891@127.0.0.1 --log-level debug
             """
     )
 
@@ -25,27 +38,46 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Milter socket (overrides the file's `socket`): unix:/path or inet:port@host.", valueName: "spec"))
     var socket: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    @Option(name: .long, help: "Log level (overrides the file's `log_level`): trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level?
+
+    @Option(name: .long, help: ArgumentHelp("Log target (overrides the file's `log`): syslog or stderr.", valueName: "target"))
+    var log: String?
+
+    /// How long a stop waits for messages in flight.
+    static let drainSeconds = 30
 
     func run() throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
-        let logger = Logger(label: "sharemail")
+        // Before any thread exists (libmilter's, NIO's, the reloader), so
+        // that every thread inherits the mask and signals reach only the
+        // threads that wait for them.
+        try Milter.blockSignals()
 
         let configuration: Configuration
         do {
             let (loaded, warnings) = try ConfigurationFile.load(config)
-            for warning in warnings { logger.warning("\(warning)") }
             configuration = loaded
+            for warning in warnings { FileHandle.standardError.write(Data("\(warning)\n".utf8)) }
         } catch {
-            logger.critical("refusing to start: the configuration has errors", metadata: ["file": "\(config)"])
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
-            throw ExitCode(78)   // EX_CONFIG
+            FileHandle.standardError.write(Data("sharemail: refusing to start: \(config) has errors:\n\(error)\n".utf8))
+            throw ExitCode(78)
         }
+        let target = log.flatMap(Configuration.LogTarget.init(rawValue:)) ?? configuration.log
+        if let log, Configuration.LogTarget(rawValue: log) == nil { throw ValidationError("--log: use syslog or stderr") }
+        let level = logLevel ?? Logger.Level(rawValue: configuration.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            switch target {
+            case .syslog: return SyslogLogHandler(level: level)
+            case .stderr:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+        let logger = Logger(label: "sharemail")
+
+        let metrics = try Self.startMetrics(configuration, logger: logger)
+
 
         let spec = socket ?? configuration.socket
         let options = Milter.Options(
@@ -63,19 +95,54 @@ struct Serve: ParsableCommand {
             socketGroup: try configuration.socketGroup.map(Self.groupID)
         )
         let policy = PolicyStore(PolicyEngine(configuration: configuration))
+        let inFlight = InFlight()
+        Reloader(path: config, running: configuration, policy: policy, metrics: metrics, logger: logger).start()
+
         logger.info("starting", metadata: [
             "config": "\(config)", "mailboxes": "\(configuration.mailboxes.count)",
             "staff": "\(configuration.mailboxes.reduce(0) { $0 + $1.staff.count })",
         ])
         do {
             try Milter.run(options, logger: logger) {
-                ShareMailSession(policy: policy, logger: logger)
+                ShareMailSession(policy: policy, metrics: metrics, inFlight: inFlight, logger: logger)
             }
         } catch {
             logger.critical("\(error)")
-            throw ExitCode(75)   // EX_TEMPFAIL
+            throw ExitCode(75)
+        }
+        // libmilter has stopped accepting; connections it already has go on
+        // in its worker threads. Let their messages finish: a message cut
+        // off now would be deferred by Postfix, not lost, but why make it.
+        let deadline = ContinuousClock.now + .seconds(Self.drainSeconds)
+        while inFlight.current > 0, ContinuousClock.now < deadline {
+            usleep(50_000)
+        }
+        if inFlight.current > 0 {
+            logger.warning("stopping with \(inFlight.current) message(s) in flight: Postfix defers them")
         }
         logger.info("stopped")
+    }
+
+    /// Sets up the Prometheus endpoint when configured; nil otherwise.
+    static func startMetrics(_ configuration: Configuration, logger: Logger) throws -> ShareMailMetrics? {
+        guard let address = configuration.metrics else { return nil }
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Decisions take microseconds: the default buckets start at 5 ms.
+        factory.durationHistogramBuckets["sharemail_decision_seconds"] = [
+            .microseconds(10), .microseconds(25), .microseconds(50), .microseconds(100), .microseconds(250),
+            .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10),
+            .milliseconds(50), .milliseconds(250),
+        ]
+        MetricsSystem.bootstrap(factory)
+        do {
+            _ = try MetricsServer.start(host: address.host, port: address.port, registry: registry, logger: logger)
+        } catch {
+            logger.critical("cannot serve metrics on \(address): \(error)")
+            throw ExitCode(75)
+        }
+        logger.info("metrics on http://\(address)/metrics")
+        return ShareMailMetrics()
     }
 
     static func userID(_ name: String) throws -> uid_t {
@@ -86,6 +153,54 @@ struct Serve: ParsableCommand {
     static func groupID(_ name: String) throws -> gid_t {
         guard let entry = getgrnam(name) else { throw ValidationError("socket_group: no group \"\(name)\"") }
         return entry.pointee.gr_gid
+    }
+}
+
+/// Reloads the configuration on SIGUSR1, on a thread of its own that waits
+/// for the signal (blocked everywhere else).
+struct Reloader: Sendable {
+    let path: String
+    let running: Configuration
+    let policy: PolicyStore
+    let metrics: ShareMailMetrics?
+    let logger: Logger
+
+    func start() {
+        let thread = Thread { [self] in
+            var signals = sigset_t()
+            sigemptyset(&signals)
+            sigaddset(&signals, SIGUSR1)
+            while true {
+                var received: Int32 = 0
+                guard sigwait(&signals, &received) == 0 else { continue }
+                reload()
+            }
+        }
+        thread.name = "sharemail-reload"
+        thread.start()
+    }
+
+    func reload() {
+        do {
+            let (configuration, warnings) = try ConfigurationFile.load(path)
+            for warning in warnings { logger.warning("\(warning)") }
+            policy.replace(PolicyEngine(configuration: configuration))
+            metrics?.reloadsSucceeded.increment()
+            logger.notice("configuration reloaded", metadata: [
+                "config": "\(path)", "mailboxes": "\(configuration.mailboxes.count)",
+                "staff": "\(configuration.mailboxes.reduce(0) { $0 + $1.staff.count })",
+            ])
+            if configuration.socket != running.socket || configuration.metrics != running.metrics
+                || configuration.log != running.log || configuration.socketMode != running.socketMode
+                || configuration.socketGroup != running.socketGroup || configuration.socketOwner != running.socketOwner {
+                logger.warning("socket, metrics and logging settings take effect at the next start")
+            }
+        } catch {
+            metrics?.reloadsFailed.increment()
+            logger.error("reload refused: the running configuration stays in force", metadata: [
+                "config": "\(path)", "problems": "\("\(error)".replacingOccurrences(of: "\n", with: "; "))",
+            ])
+        }
     }
 }
 

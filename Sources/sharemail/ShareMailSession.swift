@@ -7,6 +7,8 @@ import ShareMail
 /// the engine. It only translates; every rule lives in `PolicyEngine`.
 final class ShareMailSession: MilterSession {
     private let policy: PolicyStore
+    private let metrics: ShareMailMetrics?
+    private let inFlight: InFlight
     private var logger: Logger
 
     // Connection
@@ -21,8 +23,10 @@ final class ShareMailSession: MilterSession {
     private var recipients: [String] = []
     private var headers: [Header] = []
 
-    init(policy: PolicyStore, logger: Logger) {
+    init(policy: PolicyStore, metrics: ShareMailMetrics?, inFlight: InFlight, logger: Logger) {
         self.policy = policy
+        self.metrics = metrics
+        self.inFlight = inFlight
         self.logger = logger
     }
 
@@ -42,6 +46,7 @@ final class ShareMailSession: MilterSession {
     func mailFrom(_ arguments: [String], context: MilterContext) -> Verdict {
         resetMessage()
         engine = policy.snapshot()
+        inFlight.begin()
         submission = Submission(channel: channel, login: context.macro("{auth_authen}"), clientAddress: client)
         sender = arguments.first ?? ""
         smtpUTF8 = arguments.dropFirst().contains { $0.uppercased() == "SMTPUTF8" }
@@ -57,7 +62,8 @@ final class ShareMailSession: MilterSession {
             recipients.append(recipient)
             return .continue
         case .reject(let reply, let reason):
-            logger.info("recipient refused", metadata: [
+            metrics?.rejectedRecipients.increment()
+            logger.info("NOQUEUE: recipient refused", metadata: [
                 "from": "\(sender)", "to": "\(recipient)", "login": "\(submission.login ?? "")",
                 "reply": "\(reply)", "reason": "\(reason)",
             ])
@@ -74,12 +80,17 @@ final class ShareMailSession: MilterSession {
         defer { resetMessage() }
         let queueID = context.macro("i") ?? "NOQUEUE"
         guard let engine else {
-            logger.error("end of message without MAIL FROM: deferring", metadata: ["queue_id": "\(queueID)"])
+            logger.error("\(queueID): end of message without MAIL FROM: deferring")
+            metrics?.countTempfail(direction: "inbound")
             return MessageOutcome(verdict: .tempfail(Self.internalError))
         }
         let facts = MessageFacts(submission: submission, sender: sender, recipients: recipients, headers: headers,
                                  smtpUTF8: smtpUTF8, uniqueToken: "\(UUID().uuidString.lowercased()).sharemail")
+        let started = ContinuousClock.now
         let decision = engine.decide(facts)
+        let elapsed = ContinuousClock.now - started
+        metrics?.decisionTime.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        metrics?.count(decision)
         log(decision, queueID: queueID)
         return Self.outcome(decision)
     }
@@ -88,7 +99,12 @@ final class ShareMailSession: MilterSession {
         resetMessage()
     }
 
+    func close() {
+        resetMessage()
+    }
+
     private func resetMessage() {
+        if engine != nil { inFlight.end() }
         engine = nil
         sender = ""
         smtpUTF8 = false
@@ -96,11 +112,11 @@ final class ShareMailSession: MilterSession {
         headers.removeAll(keepingCapacity: true)
     }
 
-    /// One line per message, keyed by the Postfix queue id so that
-    /// `grep QUEUEID mail.log` shows Postfix and sharemail together.
+    /// One line per message, starting with the Postfix queue id as Postfix's
+    /// own lines do, so `grep QUEUEID mail.log` shows both together. Only the
+    /// envelope and what changed: never a body or a header value.
     private func log(_ decision: Decision, queueID: String) {
         var metadata: Logger.Metadata = [
-            "queue_id": "\(queueID)",
             "channel": "\(submission.channel.rawValue)",
             "from": "\(sender)",
             "rcpt": "\(recipients.joined(separator: ","))",
@@ -114,8 +130,8 @@ final class ShareMailSession: MilterSession {
         if !decision.headerChanges.isEmpty {
             metadata["headers"] = "\(decision.headerChanges.map { "\($0.operation.rawValue):\($0.name)" }.joined(separator: ","))"
         }
-        logger.info("decision", metadata: metadata)
-        logger.debug("reasons", metadata: ["queue_id": "\(queueID)", "reasons": "\(decision.reasons)"])
+        logger.info("\(queueID): decision", metadata: metadata)
+        logger.debug("\(queueID): reasons", metadata: ["reasons": "\(decision.reasons.joined(separator: "; "))"])
     }
 
     // MARK: Translation to the milter layer
