@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .target(
@@ -48,11 +50,24 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // Conversation memory: who wrote what, reassignments, the audit trail.
+        // SQLite (GRDB) on one host, PostgreSQL (postgres-nio) shared by several.
+        .target(
+            name: "ShareMailStore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "sharemail",
             dependencies: [
                 "Milter",
                 "ShareMail",
+                "ShareMailStore",
                 "MailHeaders",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -90,6 +105,10 @@ let package = Package(
         .testTarget(
             name: "ShareMailTests",
             dependencies: ["ShareMail", "MailHeaders"]
+        ),
+        .testTarget(
+            name: "ShareMailStoreTests",
+            dependencies: ["ShareMailStore"]
         ),
         // The command line as an admin meets it: golden output, exit codes, JSON.
         .testTarget(

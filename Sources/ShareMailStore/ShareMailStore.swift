@@ -1,0 +1,1 @@
+// ShareMailStore: being written.
