@@ -1,3 +1,4 @@
+import PostfixLab
 import Testing
 
 /// Proves the harness with Postfix alone (no milter): if these fail, the E2E failures of the

@@ -1,3 +1,4 @@
+import PostfixLab
 import Testing
 
 /// Mail from the Internet (XCLIENT ADDR=198.51.100.7, no login): rules 1, 2 and 4.

@@ -1,3 +1,4 @@
+import PostfixLab
 import Testing
 
 /// Staff → Internet (rule 3): the customer sees "Zhangsan" <sales@example.com> and nothing of

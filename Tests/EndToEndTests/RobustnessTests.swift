@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import PostfixLab
 import Testing
 
 /// Rule 7: whatever arrives, sales@ mail reaches the manager (never lost, never bounced).

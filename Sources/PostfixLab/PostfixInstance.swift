@@ -6,22 +6,22 @@ import Glibc
 /// A private Postfix instance on 127.0.0.1:`smtpPort`, run with `postfix -c DIR/conf`.
 ///
 /// It never touches /etc/postfix: every path Postfix writes to (queue, data, maillog, Maildirs)
-/// lives in the suite's run directory. Mail for example.com goes to Maildirs through the
+/// lives in the run directory. Mail for example.com goes to Maildirs through the
 /// `virtual` agent; everything else goes to the sink on `sinkPort`, which plays the Internet.
-final class PostfixInstance: Sendable {
-    let directory: String  // the suite's run directory
-    let smtpPort: UInt16  // where test clients connect
-    let milterSocket: String?  // nil: a plain Postfix, used by the harness self-tests
+package final class PostfixInstance: Sendable {
+    package let directory: String  // the run directory
+    package let smtpPort: UInt16  // where clients connect
+    package let milterSocket: String?  // nil: a plain Postfix, used by the harness self-tests
 
-    var configDirectory: String { directory + "/conf" }
-    var queueDirectory: String { directory + "/queue" }
-    var maillogPath: String { directory + "/maillog" }
-    var mailBase: String { directory + "/mail" }
+    package var configDirectory: String { directory + "/conf" }
+    package var queueDirectory: String { directory + "/queue" }
+    package var maillogPath: String { directory + "/maillog" }
+    package var mailBase: String { directory + "/mail" }
 
     /// The local mailboxes; `sales@` is not one of them: it is accepted through virtual_alias_maps.
-    static let mailboxes = ["manager", "zhangsan", "lisi", "wangwu"]
+    package static let mailboxes = ["manager", "zhangsan", "lisi", "wangwu"]
 
-    init(directory: String, smtpPort: UInt16, sinkPort: UInt16, milterSocket: String?) throws {
+    package init(directory: String, smtpPort: UInt16, sinkPort: UInt16, milterSocket: String?) throws {
         self.directory = directory
         self.smtpPort = smtpPort
         self.milterSocket = milterSocket
@@ -103,7 +103,7 @@ final class PostfixInstance: Sendable {
                 "milter_content_timeout = 20s",
             ]
         }
-        if let checks = E2EPaths.smtpHeaderChecks {
+        if let checks = LabPaths.smtpHeaderChecks {
             lines.append("smtp_header_checks = regexp:\(checks)")
         }
         return lines.joined(separator: "\n") + "\n"
@@ -139,20 +139,20 @@ final class PostfixInstance: Sendable {
         """
     }
 
-    func start() throws {
+    package func start() throws {
         guard !SMTPClient.canConnect(port: smtpPort) else {
-            throw E2EError("127.0.0.1:\(smtpPort) is already in use: the tests would talk to someone else")
+            throw LabError("127.0.0.1:\(smtpPort) is already in use: clients would talk to someone else")
         }
         let result = try Command.run(["postfix", "-c", configDirectory, "start"])
-        guard result.succeeded else { throw E2EError("Postfix did not start: \(result)\n\(maillogTail())") }
+        guard result.succeeded else { throw LabError("Postfix did not start: \(result)\n\(maillogTail())") }
         // `postfix start` returns before smtpd listens; wait for the greeting port.
         guard poll(timeout: .seconds(30), { SMTPClient.canConnect(port: smtpPort) }) else {
-            throw E2EError("Postfix does not listen on 127.0.0.1:\(smtpPort)\n\(maillogTail())")
+            throw LabError("Postfix does not listen on 127.0.0.1:\(smtpPort)\n\(maillogTail())")
         }
     }
 
     /// `postfix stop` only signals the master; wait until it is gone before the directory is.
-    func stop() {
+    package func stop() {
         let masterPid = (try? String(contentsOfFile: queueDirectory + "/pid/master.pid", encoding: .utf8))
             .flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         _ = try? Command.run(["postfix", "-c", configDirectory, "stop"], timeout: .seconds(30))
@@ -164,7 +164,7 @@ final class PostfixInstance: Sendable {
     // MARK: Queue
 
     /// Queue files waiting anywhere (maildrop = local submissions not yet picked up).
-    func queuedFiles() -> [String] {
+    package func queuedFiles() -> [String] {
         ["maildrop", "incoming", "active", "deferred", "hold"].flatMap { queue in
             let root = queueDirectory + "/" + queue
             let all = FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []
@@ -174,23 +174,23 @@ final class PostfixInstance: Sendable {
 
     /// Waits until every message has been delivered, bounced or rejected. Empty twice in a row,
     /// because a bounce is queued while its original is still being removed.
-    func waitForEmptyQueue(timeout: Duration = .seconds(30)) throws {
+    package func waitForEmptyQueue(timeout: Duration = .seconds(30)) throws {
         var emptyPolls = 0
         let drained = poll(timeout: timeout) {
             emptyPolls = queuedFiles().isEmpty ? emptyPolls + 1 : 0
             return emptyPolls >= 2
         }
         guard drained else {
-            throw E2EError("the Postfix queue did not drain within \(timeout):\n\(queueListing())")
+            throw LabError("the Postfix queue did not drain within \(timeout):\n\(queueListing())")
         }
     }
 
-    func queueListing() -> String {
+    package func queueListing() -> String {
         (try? Command.run(["postqueue", "-c", configDirectory, "-p"]))?.output ?? "(postqueue failed)"
     }
 
     /// Throws away whatever a failed test left queued, so it cannot leak into the next test.
-    func deleteAllQueued() {
+    package func deleteAllQueued() {
         _ = try? Command.run(["postsuper", "-c", configDirectory, "-d", "ALL"])
         for file in queuedFiles() where file.hasPrefix("maildrop/") {
             unlink(queueDirectory + "/" + file)
@@ -198,25 +198,25 @@ final class PostfixInstance: Sendable {
     }
 
     /// Mail "submitted on the host": Postfix's sendmail, as root, against this instance.
-    func sendmail(from sender: String, to recipients: [String], message: [UInt8]) throws -> Command.Result {
+    package func sendmail(from sender: String, to recipients: [String], message: [UInt8]) throws -> Command.Result {
         try Command.run(["sendmail", "-C", configDirectory, "-f", sender, "--"] + recipients, stdin: message)
     }
 
     // MARK: Log
 
     /// Current size of the maillog; pass it to `maillog(since:)` to see one test's lines.
-    func maillogOffset() -> UInt64 {
+    package func maillogOffset() -> UInt64 {
         (try? FileManager.default.attributesOfItem(atPath: maillogPath)[.size] as? UInt64) ?? 0
     }
 
-    func maillog(since offset: UInt64) -> String {
+    package func maillog(since offset: UInt64) -> String {
         guard let handle = FileHandle(forReadingAtPath: maillogPath) else { return "(no maillog)" }
         defer { try? handle.close() }
         handle.seek(toFileOffset: offset)
         return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
     }
 
-    func maillogTail(lines count: Int = 40) -> String {
+    package func maillogTail(lines count: Int = 40) -> String {
         maillog(since: 0).split(separator: "\n").suffix(count).joined(separator: "\n")
     }
 

@@ -7,42 +7,42 @@ import Glibc
 ///
 /// Why not Foundation.Process: it reaps children on its own thread, so the harness could not
 /// send SIGKILL to a pid it still owns or wait for it with a timeout of its own.
-enum Command {
-    struct Result: Sendable, CustomStringConvertible {
-        let argv: [String]
-        let status: Int32  // exit status, or 128+signal
-        let output: String  // stdout and stderr, merged
-        var succeeded: Bool { status == 0 }
-        var description: String { "`\(argv.joined(separator: " "))` exited \(status): \(output)" }
+package enum Command {
+    package struct Result: Sendable, CustomStringConvertible {
+        package let argv: [String]
+        package let status: Int32  // exit status, or 128+signal
+        package let output: String  // stdout and stderr, merged
+        package var succeeded: Bool { status == 0 }
+        package var description: String { "`\(argv.joined(separator: " "))` exited \(status): \(output)" }
     }
 
     /// Runs a short command to completion, feeding `stdin`, and kills it after `timeout`.
-    static func run(
+    package static func run(
         _ argv: [String], stdin: [UInt8] = [], timeout: Duration = .seconds(30)
     ) throws -> Result {
         let scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("sharemail-e2e-cmd-\(UUID().uuidString)").path
+            .appendingPathComponent("sharemail-lab-cmd-\(UUID().uuidString)").path
         let inputPath = scratch + ".in", outputPath = scratch + ".out"
         defer {
             unlink(inputPath)
             unlink(outputPath)
         }
         guard FileManager.default.createFile(atPath: inputPath, contents: Data(stdin)) else {
-            throw E2EError("cannot write \(inputPath)")
+            throw LabError("cannot write \(inputPath)")
         }
         let pid = try spawn(argv, stdinPath: inputPath, outputPath: outputPath, newProcessGroup: false)
         let status = try wait(pid, timeout: timeout) ?? {
             kill(pid, SIGKILL)
             _ = try? wait(pid, timeout: .seconds(5))
-            throw E2EError("`\(argv.joined(separator: " "))` did not finish within \(timeout)")
+            throw LabError("`\(argv.joined(separator: " "))` did not finish within \(timeout)")
         }()
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         return Result(argv: argv, status: status, output: output)
     }
 
     /// Starts a long-running program with stdout and stderr appended to `outputPath`.
-    /// It gets its own process group so a ^C to `swift test` does not race the harness's teardown.
-    static func spawn(
+    /// It gets its own process group so a ^C to `swift test` or the sandbox does not race their teardown.
+    package static func spawn(
         _ argv: [String], stdinPath: String = "/dev/null", outputPath: String,
         newProcessGroup: Bool = true
     ) throws -> pid_t {
@@ -76,13 +76,13 @@ enum Command {
         var pid: pid_t = 0
         let rc = posix_spawnp(&pid, argv[0], &actions, &attributes, &cArgs, environ)
         guard rc == 0 else {
-            throw E2EError("cannot start `\(argv.joined(separator: " "))`: \(String(cString: strerror(rc)))")
+            throw LabError("cannot start `\(argv.joined(separator: " "))`: \(String(cString: strerror(rc)))")
         }
         return pid
     }
 
     /// Waits for `pid` to exit; nil when it is still running after `timeout`.
-    static func wait(_ pid: pid_t, timeout: Duration) throws -> Int32? {
+    package static func wait(_ pid: pid_t, timeout: Duration) throws -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while true {
             var status: Int32 = 0
@@ -91,14 +91,14 @@ enum Command {
                 let signal = status & 0x7f
                 return signal == 0 ? (status >> 8) & 0xff : 128 + signal
             }
-            if rc < 0 { throw E2EError("waitpid(\(pid)) failed: \(String(cString: strerror(errno)))") }
+            if rc < 0 { throw LabError("waitpid(\(pid)) failed: \(String(cString: strerror(errno)))") }
             if ContinuousClock.now >= deadline { return nil }
             usleep(10_000)
         }
     }
 
     /// SIGTERM, then SIGKILL if the process is still there after `grace`; always reaps it.
-    static func terminate(_ pid: pid_t, grace: Duration = .seconds(5)) {
+    package static func terminate(_ pid: pid_t, grace: Duration = .seconds(5)) {
         kill(pid, SIGTERM)
         if (try? wait(pid, timeout: grace)) ?? nil != nil { return }
         kill(pid, SIGKILL)
@@ -106,15 +106,15 @@ enum Command {
     }
 }
 
-/// One error type for the harness: a sentence that says what went wrong and where to look.
-struct E2EError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// One error type for the lab: a sentence that says what went wrong and where to look.
+package struct LabError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
 
-/// Polls `condition` every 50 ms until it holds or `timeout` passes. Every wait in the suite
-/// goes through here so none of them can hang the run.
-func poll(timeout: Duration, _ condition: () throws -> Bool) rethrows -> Bool {
+/// Polls `condition` every 50 ms until it holds or `timeout` passes. Every wait of the lab goes
+/// through here so none of them can hang the run.
+package func poll(timeout: Duration, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while true {
         if try condition() { return true }

@@ -5,21 +5,21 @@ import Glibc
 
 /// A delivered message as a file: raw bytes plus its unfolded header fields.
 ///
-/// Deliberately naive (no RFC 2047 decoding, no address parsing): the tests assert on what
-/// went over the wire, and must not share parsing code with the product they check.
-struct MailMessage: Sendable, CustomStringConvertible {
-    struct Field: Sendable {
-        let name: String
-        let value: String  // unfolded, leading whitespace trimmed
+/// Deliberately naive (no RFC 2047 decoding, no address parsing): the tests and the sandbox
+/// show what went over the wire, and must not share parsing code with the product they check.
+package struct MailMessage: Sendable, CustomStringConvertible {
+    package struct Field: Sendable {
+        package let name: String
+        package let value: String  // unfolded, leading whitespace trimmed
     }
 
-    let path: String
-    let raw: [UInt8]
-    let fields: [Field]
+    package let path: String
+    package let raw: [UInt8]
+    package let fields: [Field]
 
-    init(path: String) throws {
+    package init(path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw E2EError("cannot read \(path)")
+            throw LabError("cannot read \(path)")
         }
         self.path = path
         self.raw = Array(data)
@@ -41,16 +41,16 @@ struct MailMessage: Sendable, CustomStringConvertible {
     }
 
     /// All values of a header field, name compared case-insensitively.
-    func values(_ name: String) -> [String] {
+    package func values(_ name: String) -> [String] {
         fields.filter { $0.name.caseInsensitiveCompare(name) == .orderedSame }.map(\.value)
     }
 
-    func value(_ name: String) -> String? { values(name).first }
+    package func value(_ name: String) -> String? { values(name).first }
 
     /// The whole file as text, for "this string must appear nowhere" checks.
-    var text: String { String(decoding: raw, as: UTF8.self) }
+    package var text: String { String(decoding: raw, as: UTF8.self) }
 
-    var description: String {
+    package var description: String {
         let head = text.components(separatedBy: "\n\n").first ?? text
         return "\(path):\n\(head.prefix(3000))"
     }
@@ -62,19 +62,19 @@ struct MailMessage: Sendable, CustomStringConvertible {
 
 /// `smtp-sink` plays the Internet: every message Postfix relays out is dumped to a file that
 /// starts with the envelope (X-Mail-Args: <sender>, X-Rcpt-Args: <recipient> …).
-final class Sink: Sendable {
-    struct Message: Sendable, CustomStringConvertible {
-        let file: MailMessage
-        var envelopeSender: String { Sink.firstAddress(file.value("X-Mail-Args") ?? "") }
-        var envelopeRecipients: [String] { file.values("X-Rcpt-Args").map(Sink.firstAddress) }
-        var description: String { file.description }
+package final class Sink: Sendable {
+    package struct Message: Sendable, CustomStringConvertible {
+        package let file: MailMessage
+        package var envelopeSender: String { Sink.firstAddress(file.value("X-Mail-Args") ?? "") }
+        package var envelopeRecipients: [String] { file.values("X-Rcpt-Args").map(Sink.firstAddress) }
+        package var description: String { file.description }
     }
 
-    let port: UInt16
-    let dumpDirectory: String
+    package let port: UInt16
+    package let dumpDirectory: String
     private let pid: pid_t
 
-    init(directory: String, port: UInt16) throws {
+    package init(directory: String, port: UInt16) throws {
         self.port = port
         dumpDirectory = directory + "/sink"
         try FileManager.default.createDirectory(atPath: dumpDirectory, withIntermediateDirectories: true)
@@ -85,18 +85,18 @@ final class Sink: Sendable {
         RunDirectory.recordChild(pid, in: directory)
         guard poll(timeout: .seconds(30), { SMTPClient.canConnect(port: port) }) else {
             Command.terminate(pid)
-            throw E2EError("smtp-sink does not listen on 127.0.0.1:\(port)")
+            throw LabError("smtp-sink does not listen on 127.0.0.1:\(port)")
         }
     }
 
-    func stop() { Command.terminate(pid) }
+    package func stop() { Command.terminate(pid) }
 
-    func messages() throws -> [Message] {
+    package func messages() throws -> [Message] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dumpDirectory)) ?? []
         return try names.sorted().map { Message(file: try MailMessage(path: dumpDirectory + "/" + $0)) }
     }
 
-    func clear() {
+    package func clear() {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: dumpDirectory)) ?? [] {
             unlink(dumpDirectory + "/" + name)
         }
@@ -110,10 +110,10 @@ final class Sink: Sendable {
 }
 
 /// The Maildirs the `virtual` agent writes: DIR/mail/example.com/<user>/{new,cur}/.
-struct Maildirs: Sendable {
-    let base: String  // virtual_mailbox_base
+package struct Maildirs: Sendable {
+    package let base: String  // virtual_mailbox_base
 
-    func messages(_ mailbox: String) throws -> [MailMessage] {
+    package func messages(_ mailbox: String) throws -> [MailMessage] {
         let root = base + "/example.com/" + mailbox
         return try ["new", "cur"].flatMap { sub in
             let names = (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + sub)) ?? []
@@ -122,13 +122,13 @@ struct Maildirs: Sendable {
     }
 
     /// Message count per mailbox, for every known mailbox (zero included).
-    func counts() throws -> [String: Int] {
+    package func counts() throws -> [String: Int] {
         var result: [String: Int] = [:]
         for mailbox in PostfixInstance.mailboxes { result[mailbox] = try messages(mailbox).count }
         return result
     }
 
-    func clear() {
+    package func clear() {
         for mailbox in PostfixInstance.mailboxes {
             for sub in ["new", "cur", "tmp"] {
                 let directory = base + "/example.com/" + mailbox + "/" + sub

@@ -4,58 +4,62 @@ import Synchronization
 import Glibc
 #endif
 
-/// Where things live: the package under test, the sharemail binary, and the per-suite
-/// scratch directories under /tmp/sharemail-e2e/<random>/.
-enum E2EPaths {
-    /// The package root, found from this file's path (Tests/EndToEndTests/Support/…).
-    static let packageRoot: String = URL(fileURLWithPath: #filePath)
+/// Where things live: the package, the sharemail binary, the example configuration.
+package enum LabPaths {
+    /// The package root, found from this file's path (Sources/PostfixLab/…).
+    package static let packageRoot: String = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
+        .deletingLastPathComponent().path
 
-    /// `SHAREMAIL_BIN` wins; otherwise the debug build the lead produces with `swift build`.
-    static var sharemailBinary: String {
+    /// `SHAREMAIL_BIN` wins; then a `sharemail` next to the running executable (SwiftPM puts
+    /// the sandbox, the test bundle and the daemon in one products directory, whatever the
+    /// scratch path); then the package's `.build/debug/sharemail`.
+    package static var sharemailBinary: String {
         if let override = ProcessInfo.processInfo.environment["SHAREMAIL_BIN"], !override.isEmpty {
             return override
+        }
+        if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            let sibling = URL(fileURLWithPath: executable).deletingLastPathComponent().path + "/sharemail"
+            if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
         }
         return packageRoot + "/.build/debug/sharemail"
     }
 
     /// Strips X-ShareMail-* headers on the way out; only used once it exists in the repository.
-    static var smtpHeaderChecks: String? {
+    package static var smtpHeaderChecks: String? {
         let path = packageRoot + "/postfix-conf/smtp_header_checks"
         return FileManager.default.fileExists(atPath: path) ? path : nil
     }
-
-    /// Short on purpose: the milter socket path must fit in sockaddr_un (108 bytes).
-    static let runsRoot = "/tmp/sharemail-e2e"
 }
 
-/// A fresh scratch directory for one suite, plus cleanup of what crashed runs left behind.
+/// A fresh scratch directory under a root such as /tmp/sharemail-e2e, plus cleanup of what
+/// crashed runs left behind. Keep roots short: the milter socket path inside must fit in
+/// sockaddr_un (108 bytes).
 ///
-/// Each directory records the pid of the test process that owns it (`owner.pid`) and the pids
+/// Each directory records the pid of the process that owns it (`owner.pid`) and the pids
 /// of the daemons it started (`children.pids`). A directory whose owner is gone is stale: its
 /// Postfix is stopped, its daemons are killed and it is removed.
-enum RunDirectory {
-    static func create() throws -> String {
-        try FileManager.default.createDirectory(atPath: E2EPaths.runsRoot, withIntermediateDirectories: true)
-        removeStaleRuns()
+package enum RunDirectory {
+    package static func create(under root: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        removeStaleRuns(under: root)
         let name = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        let path = E2EPaths.runsRoot + "/" + name
-        // Built under a dot-name and renamed, so no other suite ever sees it without owner.pid
+        let path = root + "/" + name
+        // Built under a dot-name and renamed, so no other run ever sees it without owner.pid
         // (and mistakes it for the leftover of a crashed run).
-        let building = E2EPaths.runsRoot + "/." + name
+        let building = root + "/." + name
         try FileManager.default.createDirectory(atPath: building, withIntermediateDirectories: false)
         // Postfix daemons (user postfix) must reach the milter socket inside it.
         chmod(building, 0o755)
         try "\(getpid())\n".write(toFile: building + "/owner.pid", atomically: true, encoding: .utf8)
         guard rename(building, path) == 0 else {
-            throw E2EError("cannot rename \(building) to \(path): \(String(cString: strerror(errno)))")
+            throw LabError("cannot rename \(building) to \(path): \(String(cString: strerror(errno)))")
         }
         return path
     }
 
     /// Remembers a daemon's pid so a later run can kill it if this one crashes.
-    static func recordChild(_ pid: pid_t, in directory: String) {
+    package static func recordChild(_ pid: pid_t, in directory: String) {
         guard let handle = FileHandle(forWritingAtPath: directory + "/children.pids")
             ?? (FileManager.default.createFile(atPath: directory + "/children.pids", contents: nil)
                 ? FileHandle(forWritingAtPath: directory + "/children.pids") : nil)
@@ -65,14 +69,14 @@ enum RunDirectory {
         try? handle.close()
     }
 
-    static func remove(_ directory: String) {
+    package static func remove(_ directory: String) {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    private static func removeStaleRuns() {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: E2EPaths.runsRoot) else { return }
+    private static func removeStaleRuns(under root: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return }
         for name in names where !name.hasPrefix(".") {  // dot-names are still being created
-            let directory = E2EPaths.runsRoot + "/" + name
+            let directory = root + "/" + name
             if let owner = readPids(directory + "/owner.pid").first, owner == getpid() || isAlive(owner) {
                 continue  // another suite of this run, or a concurrent run: not ours to touch
             }
@@ -104,18 +108,18 @@ enum RunDirectory {
 private let handedOutPorts = Mutex<Set<UInt16>>([])
 
 /// A TCP port on 127.0.0.1 that nobody listens on right now and no other suite got.
-func freeLoopbackPort() throws -> UInt16 {
+package func freeLoopbackPort() throws -> UInt16 {
     for _ in 0..<20 {
         let port = try probeFreePort()
         if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
     }
-    throw E2EError("no unused loopback port found")
+    throw LabError("no unused loopback port found")
 }
 
 /// Binds to port 0 and reads back what the kernel chose.
 private func probeFreePort() throws -> UInt16 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw E2EError("socket() failed: \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw LabError("socket() failed: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
@@ -127,6 +131,6 @@ private func probeFreePort() throws -> UInt16 {
             bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
         }
     }
-    guard bound else { throw E2EError("cannot bind a free port: \(String(cString: strerror(errno)))") }
+    guard bound else { throw LabError("cannot bind a free port: \(String(cString: strerror(errno)))") }
     return UInt16(bigEndian: address.sin_port)
 }

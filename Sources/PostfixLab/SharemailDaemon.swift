@@ -4,20 +4,20 @@ import Synchronization
 import Glibc
 #endif
 
-/// The sharemail milter under test: `sharemail serve --config FILE --socket unix:PATH`.
+/// The sharemail milter: `sharemail serve --config FILE --socket unix:PATH`.
 ///
 /// Its stdout and stderr go to DIR/sharemail.log, which failure messages quote.
-final class SharemailDaemon: Sendable {
-    let binary: String
-    let configPath: String
-    let socketPath: String
-    let logPath: String
+package final class SharemailDaemon: Sendable {
+    package let binary: String
+    package let configPath: String
+    package let socketPath: String
+    package let logPath: String
     private let directory: String
     private let pid = Mutex<pid_t?>(nil)  // nil while stopped
 
-    init(directory: String, config: String, binary: String = E2EPaths.sharemailBinary) throws {
+    package init(directory: String, config: String, binary: String = LabPaths.sharemailBinary) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw E2EError("sharemail binary not found at \(binary) (build it with `swift build`, or set SHAREMAIL_BIN)")
+            throw LabError("sharemail binary not found at \(binary) (build it with `swift build`, or set SHAREMAIL_BIN)")
         }
         self.binary = binary
         self.directory = directory
@@ -28,7 +28,7 @@ final class SharemailDaemon: Sendable {
     }
 
     /// Starts the milter and waits until its socket accepts connections.
-    func start() throws {
+    package func start() throws {
         unlink(socketPath)  // a stale socket from a killed daemon would look "ready"
         let started = try Command.spawn(
             [binary, "serve", "--config", configPath, "--socket", "unix:" + socketPath], outputPath: logPath)
@@ -45,47 +45,47 @@ final class SharemailDaemon: Sendable {
         }
         if let exitStatus {
             pid.withLock { $0 = nil }
-            throw E2EError("sharemail exited with status \(exitStatus) right after start:\n\(logTail())")
+            throw LabError("sharemail exited with status \(exitStatus) right after start:\n\(logTail())")
         }
         guard ready else {
             stop()
             if Self.canConnect(unixSocket: socketPath) {
-                throw E2EError("""
+                throw LabError("""
                     user postfix cannot connect to \(socketPath) (\(Self.describe(socketPath))): \
                     socket_group/socket_mode not applied?\n\(logTail())
                     """)
             }
-            throw E2EError("sharemail did not open \(socketPath) within 30 s:\n\(logTail())")
+            throw LabError("sharemail did not open \(socketPath) within 30 s:\n\(logTail())")
         }
     }
 
     /// SIGTERM, then SIGKILL after 5 s.
-    func stop() {
+    package func stop() {
         guard let running = pid.withLock({ value -> pid_t? in defer { value = nil }; return value }) else { return }
         Command.terminate(running)
     }
 
     /// SIGKILL without warning: the "milter crashed" case. Leaves the socket file behind.
-    func kill() {
+    package func kill() {
         guard let running = pid.withLock({ value -> pid_t? in defer { value = nil }; return value }) else { return }
         Glibc.kill(running, SIGKILL)
         _ = try? Command.wait(running, timeout: .seconds(5))
     }
 
-    var isRunning: Bool { pid.withLock { $0 != nil } }
+    package var isRunning: Bool { pid.withLock { $0 != nil } }
 
-    func logOffset() -> UInt64 {
+    package func logOffset() -> UInt64 {
         (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? UInt64) ?? 0
     }
 
-    func log(since offset: UInt64) -> String {
+    package func log(since offset: UInt64) -> String {
         guard let handle = FileHandle(forReadingAtPath: logPath) else { return "(no sharemail log)" }
         defer { try? handle.close() }
         handle.seek(toFileOffset: offset)
         return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
     }
 
-    func logTail(lines count: Int = 40) -> String {
+    package func logTail(lines count: Int = 40) -> String {
         log(since: 0).split(separator: "\n").suffix(count).joined(separator: "\n")
     }
 
@@ -123,45 +123,5 @@ final class SharemailDaemon: Sendable {
                 Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
             }
         }
-    }
-}
-
-/// The sharemail configuration every E2E suite uses (the schema from the issue).
-enum SharemailConfig {
-    /// `zhangsanAliases`: extra names for Zhangsan (the aliases feature, tested in its own suite).
-    static func standard(zhangsanAliases: [String]? = nil) -> String {
-        let aliases = zhangsanAliases.map { names in
-            "  aliases = [" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]\n"
-        } ?? ""
-        return """
-            socket = "unix:/unused/milter.sock"   # overridden by --socket
-            # As postfix-conf/sharemail.example.toml: Postfix (user postfix) must reach the socket.
-            socket_group = "postfix"
-            socket_mode = "0660"
-            trusted_networks = []
-
-            [[mailbox]]
-            address = "sales@example.com"
-            manager = "manager@example.com"
-            forward_unnamed = true
-
-              [[mailbox.staff]]
-              name = "Zhangsan"
-              address = "zhangsan@example.com"
-              login = "zhangsan"
-            \(aliases)
-              [[mailbox.staff]]
-              name = "Lisi"
-              address = "lisi@example.com"
-              login = "lisi"
-
-              [[mailbox.staff]]
-              name = "Wangwu"
-              address = "wangwu@example.com"
-              login = "wangwu"
-              receive_internet = true
-              send_internet = false
-
-            """
     }
 }

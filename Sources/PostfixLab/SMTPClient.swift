@@ -4,32 +4,32 @@ import Glibc
 #endif
 
 /// One SMTP reply: the code and the text of every line ("250-a", "250 b" → ["a", "b"]).
-struct SMTPReply: Sendable, CustomStringConvertible {
-    let code: Int
-    let lines: [String]
-    var text: String { lines.joined(separator: "\n") }
-    var isPositive: Bool { (200..<400).contains(code) }
-    var description: String { lines.map { "\(code) \($0)" }.joined(separator: " | ") }
+package struct SMTPReply: Sendable, CustomStringConvertible {
+    package let code: Int
+    package let lines: [String]
+    package var text: String { lines.joined(separator: "\n") }
+    package var isPositive: Bool { (200..<400).contains(code) }
+    package var description: String { lines.map { "\(code) \($0)" }.joined(separator: " | ") }
 }
 
-/// A blocking SMTP client over a plain socket: just enough to say what a test client says
-/// and to hand every reply back, so tests can assert 250, 451 or 550 themselves.
+/// A blocking SMTP client over a plain socket: just enough to say what a mail client says
+/// and to hand every reply back, so callers can check 250, 451 or 550 themselves.
 ///
-/// Every read and write has a 30-second socket timeout; a silent server fails the test
+/// Every read and write has a 30-second socket timeout; a silent server fails the caller
 /// instead of hanging it.
-final class SMTPClient {
+package final class SMTPClient {
     private let fd: Int32
     private var buffer: [UInt8] = []
-    private(set) var transcript: [String] = []  // "C: …" / "S: …", for failure messages
+    package private(set) var transcript: [String] = []  // "C: …" / "S: …", for failure messages
 
-    init(port: UInt16, timeoutSeconds: Int = 30) throws {
+    package init(port: UInt16, timeoutSeconds: Int = 30) throws {
         fd = try Self.connect(port: port, timeoutSeconds: timeoutSeconds)
     }
 
     deinit { close(fd) }
 
     /// True when something accepts TCP connections on 127.0.0.1:`port`.
-    static func canConnect(port: UInt16) -> Bool {
+    package static func canConnect(port: UInt16) -> Bool {
         guard let fd = try? connect(port: port, timeoutSeconds: 2) else { return false }
         close(fd)
         return true
@@ -37,7 +37,7 @@ final class SMTPClient {
 
     private static func connect(port: UInt16, timeoutSeconds: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw E2EError("socket() failed: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw LabError("socket() failed: \(String(cString: strerror(errno)))") }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -53,32 +53,32 @@ final class SMTPClient {
         guard rc == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
-            throw E2EError("cannot connect to 127.0.0.1:\(port): \(reason)")
+            throw LabError("cannot connect to 127.0.0.1:\(port): \(reason)")
         }
         return fd
     }
 
     // MARK: Commands
 
-    func greeting() throws -> SMTPReply { try readReply() }
+    package func greeting() throws -> SMTPReply { try readReply() }
 
-    func command(_ line: String) throws -> SMTPReply {
+    package func command(_ line: String) throws -> SMTPReply {
         try send(Array((line + "\r\n").utf8), logAs: "C: " + line)
         return try readReply()
     }
 
-    func ehlo(_ name: String) throws -> SMTPReply { try command("EHLO " + name) }
+    package func ehlo(_ name: String) throws -> SMTPReply { try command("EHLO " + name) }
 
     /// XCLIENT makes Postfix forget the real client and re-greet; the caller must EHLO again.
-    func xclient(_ attributes: String) throws -> SMTPReply { try command("XCLIENT " + attributes) }
+    package func xclient(_ attributes: String) throws -> SMTPReply { try command("XCLIENT " + attributes) }
 
-    func mailFrom(_ address: String) throws -> SMTPReply { try command("MAIL FROM:<\(address)>") }
+    package func mailFrom(_ address: String) throws -> SMTPReply { try command("MAIL FROM:<\(address)>") }
 
-    func rcptTo(_ address: String) throws -> SMTPReply { try command("RCPT TO:<\(address)>") }
+    package func rcptTo(_ address: String) throws -> SMTPReply { try command("RCPT TO:<\(address)>") }
 
     /// DATA, then the message (LF or CRLF line ends, raw bytes allowed) with dot-stuffing.
     /// Returns the 354 refusal if DATA is refused, else the reply to the final dot.
-    func data(_ message: [UInt8]) throws -> SMTPReply {
+    package func data(_ message: [UInt8]) throws -> SMTPReply {
         let go = try command("DATA")
         guard go.code == 354 else { return go }
         var wire: [UInt8] = []
@@ -94,7 +94,7 @@ final class SMTPClient {
         return try readReply()
     }
 
-    func quit() {
+    package func quit() {
         _ = try? command("QUIT")
     }
 
@@ -105,7 +105,7 @@ final class SMTPClient {
         var offset = 0
         while offset < bytes.count {
             let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard written > 0 else { throw E2EError("SMTP write failed: \(String(cString: strerror(errno)))") }
+            guard written > 0 else { throw LabError("SMTP write failed: \(String(cString: strerror(errno)))") }
             offset += written
         }
     }
@@ -118,7 +118,7 @@ final class SMTPClient {
             let line = try readLine()
             transcript.append("S: " + line)
             guard line.count >= 3, let parsed = Int(line.prefix(3)) else {
-                throw E2EError("malformed SMTP reply line: \(line)")
+                throw LabError("malformed SMTP reply line: \(line)")
             }
             code = parsed
             lines.append(String(line.dropFirst(4)))
@@ -137,9 +137,9 @@ final class SMTPClient {
             }
             var chunk = [UInt8](repeating: 0, count: 4096)
             let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count == 0 { throw E2EError("the SMTP server closed the connection\n" + transcript.joined(separator: "\n")) }
+            if count == 0 { throw LabError("the SMTP server closed the connection\n" + transcript.joined(separator: "\n")) }
             if count < 0 {
-                throw E2EError("SMTP read failed (\(String(cString: strerror(errno)))), after:\n" + transcript.joined(separator: "\n"))
+                throw LabError("SMTP read failed (\(String(cString: strerror(errno)))), after:\n" + transcript.joined(separator: "\n"))
             }
             buffer += chunk[..<count]
         }

@@ -1,1 +1,0 @@
-// PostfixLab: being moved here from Tests/EndToEndTests/Support.

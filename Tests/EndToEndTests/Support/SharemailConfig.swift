@@ -1,0 +1,39 @@
+/// The sharemail configuration every E2E suite uses (the schema from the issue).
+enum SharemailConfig {
+    /// `zhangsanAliases`: extra names for Zhangsan (the aliases feature, tested in its own suite).
+    static func standard(zhangsanAliases: [String]? = nil) -> String {
+        let aliases = zhangsanAliases.map { names in
+            "  aliases = [" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]\n"
+        } ?? ""
+        return """
+            socket = "unix:/unused/milter.sock"   # overridden by --socket
+            # As postfix-conf/sharemail.example.toml: Postfix (user postfix) must reach the socket.
+            socket_group = "postfix"
+            socket_mode = "0660"
+            trusted_networks = []
+
+            [[mailbox]]
+            address = "sales@example.com"
+            manager = "manager@example.com"
+            forward_unnamed = true
+
+              [[mailbox.staff]]
+              name = "Zhangsan"
+              address = "zhangsan@example.com"
+              login = "zhangsan"
+            \(aliases)
+              [[mailbox.staff]]
+              name = "Lisi"
+              address = "lisi@example.com"
+              login = "lisi"
+
+              [[mailbox.staff]]
+              name = "Wangwu"
+              address = "wangwu@example.com"
+              login = "wangwu"
+              receive_internet = true
+              send_internet = false
+
+            """
+    }
+}
