@@ -1,0 +1,81 @@
+// Blocking waits with a deadline: how the synchronous API (called from
+// libmilter's pthreads) waits for work done on GRDB's dispatch queues or on
+// the SwiftNIO event loop, without ever waiting longer than the timeout.
+import Dispatch
+import Synchronization
+
+/// The moment a store call gives up.
+struct Deadline: Sendable {
+    let instant: DispatchTime
+
+    init(after duration: Duration) {
+        let nanoseconds = max(0, min(duration.seconds * 1e9, 3600e9))
+        instant = DispatchTime.now() + .nanoseconds(Int(nanoseconds))
+    }
+
+    /// Time left, zero once passed.
+    var remaining: Duration {
+        let now = DispatchTime.now().uptimeNanoseconds
+        return instant.uptimeNanoseconds > now ? .nanoseconds(Int64(instant.uptimeNanoseconds - now)) : .zero
+    }
+}
+
+/// One result handed from an asynchronous producer to a blocked waiter. If the
+/// waiter gives up first, `complete` says so, and the producer disposes of the
+/// value (e.g. closes a connection nobody will use).
+final class Rendezvous<Value: Sendable>: Sendable {
+    private struct State {
+        var result: Result<Value, any Error>?  // set by the producer
+        var abandoned = false  // set by a waiter that timed out
+    }
+    private let state = Mutex(State())
+    private let semaphore = DispatchSemaphore(value: 0)
+
+    /// True once the waiter gave up: the producer may skip its work.
+    var isAbandoned: Bool { state.withLock { $0.abandoned } }
+
+    /// Hands over the result; false if the waiter already gave up.
+    @discardableResult
+    func complete(_ result: Result<Value, any Error>) -> Bool {
+        let delivered = state.withLock { state -> Bool in
+            if state.abandoned { return false }
+            state.result = result
+            return true
+        }
+        if delivered { semaphore.signal() }
+        return delivered
+    }
+
+    /// The result, or nil when `deadline` passed first (the rendezvous is then abandoned).
+    func wait(until deadline: Deadline) -> Result<Value, any Error>? {
+        if semaphore.wait(timeout: deadline.instant) == .success {
+            return state.withLock { $0.result }
+        }
+        // The producer may have completed between the timeout and this lock: take its result then.
+        return state.withLock { state in
+            if state.result == nil { state.abandoned = true }
+            return state.result
+        }
+    }
+}
+
+/// Counts work queued on a backend (including work whose caller already gave
+/// up), so a stuck database cannot pile up an unbounded queue behind it.
+final class InFlight: Sendable {
+    private let count = Atomic<Int>(0)
+    private let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Takes a slot, or throws `StoreError.overloaded` when all are taken. Balance with `leave()`.
+    func enter() throws {
+        if count.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue > limit {
+            leave()
+            throw StoreError.overloaded
+        }
+    }
+
+    func leave() {
+        count.wrappingSubtract(1, ordering: .acquiringAndReleasing)
+    }
+}

@@ -1,0 +1,323 @@
+// The embedded backend: one SQLite file through GRDB, in WAL mode so readers
+// never wait for the writer. GRDB serialises this process's writes on one
+// queue and writes use BEGIN IMMEDIATE, so concurrent sessions never see
+// "database is locked"; the busy timeout covers other processes (the CLI).
+import Foundation
+import GRDB
+import Logging
+import Synchronization
+
+final class SQLiteStore: ConversationStore {
+    private let pool: DatabasePool  // WAL: one writer queue, several readers
+    private let timeout: Duration  // bound of each call
+    private let logger: Logger
+    private let inFlight = InFlight(limit: 512)  // queued work, including abandoned calls
+    private let isClosed = Atomic<Bool>(false)
+
+    init(path: String, logger: Logger, timeout: Duration) throws {
+        self.timeout = timeout
+        self.logger = logger
+        let directory = (path as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            var configuration = Configuration()
+            configuration.label = "sharemail"
+            // Another process (sharemail assign, a second daemon) may hold the write lock for a
+            // moment: wait for it in SQLite rather than fail. Callers still give up at `timeout`.
+            configuration.busyMode = .timeout(max(timeout.seconds * 5, 1))
+            configuration.maximumReaderCount = 8
+            configuration.prepareDatabase { db in
+                // Durable across a crash of sharemail; the last commits may be lost on power loss: fine for routing memory.
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            }
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch let error as DatabaseError {
+            throw StoreError.database("\(path): \(error.message ?? error.description)")
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError.database("\(path): \(error)")
+        }
+        logger.debug("conversation store open", metadata: ["path": "\(path)"])
+    }
+
+    /// The schema, one migration per version; GRDB records applied ones in `grdb_migrations`.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    -- One row per staff message that left for the Internet.
+                    CREATE TABLE sent (
+                        id INTEGER PRIMARY KEY,           -- row id, referenced by sent_customer
+                        message_id TEXT NOT NULL,         -- Message-ID without <>
+                        staff TEXT NOT NULL,              -- staff address who wrote it
+                        mailbox TEXT NOT NULL,            -- unified address it left from
+                        time DATETIME NOT NULL,           -- when it left (UTC)
+                        queue_id TEXT NOT NULL            -- Postfix queue id
+                    );
+                    -- Thread lookups by Message-ID; also makes recordSent idempotent.
+                    CREATE UNIQUE INDEX sent_message ON sent (message_id, mailbox, queue_id);
+                    CREATE INDEX sent_time ON sent (time);
+
+                    -- The Internet recipients of each sent message (sticky_customers).
+                    CREATE TABLE sent_customer (
+                        sent_id INTEGER NOT NULL REFERENCES sent (id) ON DELETE CASCADE,  -- the message
+                        customer TEXT NOT NULL,           -- recipient address (lower-case)
+                        mailbox TEXT NOT NULL,            -- copy of sent.mailbox, for the index
+                        time DATETIME NOT NULL,           -- copy of sent.time, for the index
+                        PRIMARY KEY (sent_id, customer)
+                    );
+                    CREATE INDEX sent_customer_last ON sent_customer (mailbox, customer, time);
+
+                    -- Explicit reassignments by the manager: the latest per thread or customer.
+                    CREATE TABLE assignments (
+                        kind TEXT NOT NULL CHECK (kind IN ('thread', 'customer')),  -- what is assigned
+                        key TEXT NOT NULL,                -- Message-ID (thread) or customer address
+                        mailbox TEXT NOT NULL,            -- unified address it applies to
+                        staff TEXT NOT NULL,              -- staff address it goes to
+                        time DATETIME NOT NULL,           -- when it was assigned
+                        PRIMARY KEY (kind, mailbox, key)
+                    );
+                    CREATE INDEX assignments_time ON assignments (time);
+
+                    -- The audit trail: one row per routing decision.
+                    CREATE TABLE audit (
+                        id INTEGER PRIMARY KEY,           -- insertion order
+                        time DATETIME NOT NULL,           -- when it was decided (UTC)
+                        queue_id TEXT NOT NULL,           -- Postfix queue id
+                        direction TEXT NOT NULL,          -- inbound | staff | internal
+                        sender TEXT NOT NULL,             -- envelope sender
+                        recipients TEXT NOT NULL,         -- envelope recipients, a JSON array of strings
+                        action TEXT NOT NULL,             -- accept | reject | tempfail
+                        rule TEXT NOT NULL,               -- the rule that decided
+                        staff TEXT,                       -- staff concerned, if any
+                        mailbox TEXT,                     -- unified address concerned, if any
+                        customer TEXT                     -- customer address concerned, if any
+                    );
+                    CREATE INDEX audit_time ON audit (time);
+                    CREATE INDEX audit_staff ON audit (staff, time);
+                    CREATE INDEX audit_customer ON audit (customer, time);
+                    """)
+        }
+        return migrator
+    }
+
+    // MARK: Queries
+
+    func threadOwner(messageIDs: [String], mailbox: String) throws -> String? {
+        let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
+        guard !ids.isEmpty else { return nil }
+        let owners = try read { db -> [String: String] in
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT message_id, staff FROM sent
+                    WHERE mailbox = ? AND message_id IN (\(databaseQuestionMarks(count: ids.count)))
+                    ORDER BY time DESC, id DESC
+                    """,
+                arguments: StatementArguments([mailbox] + ids))
+            var owners: [String: String] = [:]
+            while let row = try rows.next() {
+                let id: String = row[0]
+                if owners[id] == nil { owners[id] = row[1] }  // the most recent send of that ID
+            }
+            return owners
+        }
+        return ids.lazy.compactMap { owners[$0] }.first
+    }
+
+    func assignedStaff(messageIDs: [String], customer: String?, mailbox: String) throws -> String? {
+        let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
+        guard !ids.isEmpty || customer != nil else { return nil }
+        return try read { db in
+            try String.fetchOne(
+                db,
+                sql: """
+                    SELECT staff FROM assignments
+                    WHERE mailbox = ?
+                      AND ((kind = 'thread' AND key IN (\(databaseQuestionMarks(count: ids.count))))
+                           OR (kind = 'customer' AND key = ?))
+                    ORDER BY kind = 'thread' DESC, time DESC
+                    LIMIT 1
+                    """,
+                arguments: StatementArguments([mailbox] + ids + [customer]))
+        }
+    }
+
+    func lastStaff(customer: String, mailbox: String) throws -> String? {
+        try read { db in
+            try String.fetchOne(
+                db,
+                sql: """
+                    SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
+                    WHERE sent_customer.mailbox = ? AND sent_customer.customer = ?
+                    ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
+                    LIMIT 1
+                    """,
+                arguments: [mailbox, customer])
+        }
+    }
+
+    func recordSent(_ message: SentMessage) throws {
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
+                    """,
+                arguments: [message.messageID, message.staff, message.mailbox, message.time, message.queueID])
+            guard db.changesCount == 1 else { return }  // already recorded (a retried call)
+            let sentID = db.lastInsertedRowID
+            for customer in message.customers.uniqued() {
+                try db.execute(
+                    sql: "INSERT INTO sent_customer (sent_id, customer, mailbox, time) VALUES (?, ?, ?, ?)",
+                    arguments: [sentID, customer, message.mailbox, message.time])
+            }
+        }
+    }
+
+    func recordAudit(_ entry: AuditEntry) throws {
+        let recipients = try String(decoding: JSONEncoder().encode(entry.recipients), as: UTF8.self)
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    entry.time, entry.queueID, entry.direction, entry.sender, recipients,
+                    entry.action, entry.rule, entry.staff, entry.mailbox, entry.customer,
+                ])
+        }
+    }
+
+    func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws {
+        let (kind, key) = assignment.kindAndKey
+        try write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
+                    """,
+                arguments: [kind, key, mailbox, staff, time])
+        }
+    }
+
+    func auditLog(_ filter: LogFilter) throws -> [AuditEntry] {
+        var conditions: [String] = []
+        var arguments = StatementArguments()
+        if let staff = filter.staff {
+            conditions.append("staff = ?")
+            arguments += [staff]
+        }
+        if let customer = filter.customer {
+            conditions.append("customer = ?")
+            arguments += [customer]
+        }
+        if let since = filter.since {
+            conditions.append("time >= ?")
+            arguments += [since]
+        }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        arguments += [filter.limit > 0 ? filter.limit : -1]  // -1: no limit
+        let sql = """
+            SELECT time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer
+            FROM audit \(whereClause) ORDER BY time DESC, id DESC LIMIT ?
+            """
+        let entries = try read { [arguments] db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                let recipients = (row["recipients"] as String?).flatMap {
+                    try? JSONDecoder().decode([String].self, from: Data($0.utf8))
+                }
+                return AuditEntry(
+                    time: row["time"], queueID: row["queue_id"], direction: row["direction"], sender: row["sender"],
+                    recipients: recipients ?? [], action: row["action"], rule: row["rule"],
+                    staff: row["staff"], mailbox: row["mailbox"], customer: row["customer"])
+            }
+        }
+        return entries.reversed()
+    }
+
+    func prune(olderThan date: Date) throws -> Int {
+        var removed = 0
+        for table in ["sent", "audit", "assignments"] {
+            while true {
+                // One short write transaction per batch, so mail's writes slip in between.
+                let count = try write { db in
+                    try db.execute(
+                        sql: """
+                            DELETE FROM \(table) WHERE rowid IN
+                                (SELECT rowid FROM \(table) WHERE time < ? LIMIT \(Stores.pruneBatch))
+                            """,
+                        arguments: [date])
+                    return db.changesCount  // direct deletions only: sent_customer rows go by cascade
+                }
+                removed += count
+                if count < Stores.pruneBatch { break }
+            }
+        }
+        if removed > 0 { logger.info("pruned conversation store", metadata: ["rows": "\(removed)"]) }
+        return removed
+    }
+
+    func close() {
+        guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        do {
+            try pool.close()
+        } catch {
+            logger.warning("closing conversation store: \(error)")
+        }
+    }
+
+    // MARK: Bounded access
+
+    /// Runs `body` on one of GRDB's readers; gives up at the timeout.
+    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) throws -> T {
+        try bounded { pool, rendezvous, done in
+            pool.asyncRead { database in
+                defer { done() }
+                guard !rendezvous.isAbandoned else { return }  // nobody waits any more: skip the work
+                rendezvous.complete(Result { try body(database.get()) })
+            }
+        }
+    }
+
+    /// Runs `body` in a write transaction; gives up waiting at the timeout, but a write
+    /// already queued still lands (an audit row arriving late beats a lost one).
+    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) throws -> T {
+        try bounded { pool, rendezvous, done in
+            pool.asyncWrite(body) { _, result in
+                defer { done() }
+                rendezvous.complete(result)
+            }
+        }
+    }
+
+    private func bounded<T: Sendable>(
+        _ start: (DatabasePool, Rendezvous<T>, @escaping @Sendable () -> Void) -> Void
+    ) throws -> T {
+        guard !isClosed.load(ordering: .acquiring) else { throw StoreError.closed }
+        let deadline = Deadline(after: timeout)
+        try inFlight.enter()
+        let rendezvous = Rendezvous<T>()
+        start(pool, rendezvous) { [inFlight] in inFlight.leave() }
+        guard let result = rendezvous.wait(until: deadline) else { throw StoreError.timeout }
+        do {
+            return try result.get()
+        } catch let error as DatabaseError {
+            throw StoreError.database(error.message ?? error.description)
+        }
+    }
+}
+
+extension Assignment {
+    /// The `assignments.kind` and `assignments.key` columns.
+    var kindAndKey: (kind: String, key: String) {
+        switch self {
+        case .thread(let messageID): ("thread", messageID)
+        case .customer(let address): ("customer", address)
+        }
+    }
+}
