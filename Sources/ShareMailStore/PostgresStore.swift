@@ -1,14 +1,335 @@
+// The shared backend: PostgreSQL through postgres-nio, for sites where
+// several MX hosts must share one memory. Same tables as SQLite; the schema
+// is applied by versioned migrations at open, under an advisory lock so
+// hosts starting together do not race.
 import Foundation
 import Logging
+import NIOCore
+import PostgresNIO
+
 final class PostgresStore: ConversationStore {
-    init(url: String, logger: Logger, timeout: Duration) throws { throw StoreError.closed }
-    func threadOwner(messageIDs: [String], mailbox: String) throws -> String? { nil }
-    func assignedStaff(messageIDs: [String], customer: String?, mailbox: String) throws -> String? { nil }
-    func lastStaff(customer: String, mailbox: String) throws -> String? { nil }
-    func recordSent(_ message: SentMessage) throws {}
-    func recordAudit(_ entry: AuditEntry) throws {}
-    func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws {}
-    func auditLog(_ filter: LogFilter) throws -> [AuditEntry] { [] }
-    func prune(olderThan date: Date) throws -> Int { 0 }
-    func close() {}
+    private let pool: PostgresPool
+    private let timeout: Duration  // bound of each call
+    private let logger: Logger
+
+    /// Connections per daemon: queries take well under a millisecond, so a few serve many sessions.
+    static let maximumConnections = 8
+    /// `pg_advisory_xact_lock` key held while migrating ("sharemai" in ASCII).
+    static let migrationLock: Int64 = 0x7368_6172_656d_6169
+
+    init(url: String, logger: Logger, timeout: Duration) throws {
+        var configuration = try Self.configuration(url: url)
+        let milliseconds = Int(timeout.seconds * 1000)
+        configuration.options.connectTimeout = .milliseconds(Int64(max(2 * milliseconds, 1000)))
+        // The server gives up on work its caller abandoned at the timeout (at most a few seconds later).
+        let serverTimeout = "\(max(5 * milliseconds, 1000))"
+        configuration.options.additionalStartupParameters = [
+            ("application_name", "sharemail"),
+            ("statement_timeout", serverTimeout),
+            ("lock_timeout", serverTimeout),
+        ]
+        self.pool = PostgresPool(configuration: configuration, maximum: Self.maximumConnections, logger: logger)
+        self.timeout = timeout
+        self.logger = logger
+        do {
+            try migrate(deadline: Deadline(after: max(timeout, .seconds(5))))
+        } catch {
+            pool.close()
+            throw error
+        }
+    }
+
+    // MARK: Schema
+
+    /// Versioned migrations, applied in order and recorded in `schema_migrations`. Never edit
+    /// a released one: append the next version.
+    static let migrations: [(version: Int, name: String, statements: [String])] = [
+        (
+            1, "initial schema",
+            [
+                // One row per staff message that left for the Internet.
+                """
+                CREATE TABLE sent (
+                    id bigserial PRIMARY KEY,          -- row id, referenced by sent_customer
+                    message_id text NOT NULL,          -- Message-ID without <>
+                    staff text NOT NULL,               -- staff address who wrote it
+                    mailbox text NOT NULL,             -- unified address it left from
+                    time timestamptz NOT NULL,         -- when it left
+                    queue_id text NOT NULL             -- Postfix queue id
+                )
+                """,
+                // Thread lookups by Message-ID; also makes recordSent idempotent.
+                "CREATE UNIQUE INDEX sent_message ON sent (message_id, mailbox, queue_id)",
+                "CREATE INDEX sent_time ON sent (time)",
+                // The Internet recipients of each sent message (sticky_customers).
+                """
+                CREATE TABLE sent_customer (
+                    sent_id bigint NOT NULL REFERENCES sent (id) ON DELETE CASCADE,  -- the message
+                    customer text NOT NULL,            -- recipient address (lower-case)
+                    mailbox text NOT NULL,             -- copy of sent.mailbox, for the index
+                    time timestamptz NOT NULL,         -- copy of sent.time, for the index
+                    PRIMARY KEY (sent_id, customer)
+                )
+                """,
+                "CREATE INDEX sent_customer_last ON sent_customer (mailbox, customer, time)",
+                // Explicit reassignments by the manager: the latest per thread or customer.
+                """
+                CREATE TABLE assignments (
+                    kind text NOT NULL CHECK (kind IN ('thread', 'customer')),  -- what is assigned
+                    key text NOT NULL,                 -- Message-ID (thread) or customer address
+                    mailbox text NOT NULL,             -- unified address it applies to
+                    staff text NOT NULL,               -- staff address it goes to
+                    time timestamptz NOT NULL,         -- when it was assigned
+                    PRIMARY KEY (kind, mailbox, key)
+                )
+                """,
+                "CREATE INDEX assignments_time ON assignments (time)",
+                // The audit trail: one row per routing decision.
+                """
+                CREATE TABLE audit (
+                    id bigserial PRIMARY KEY,          -- insertion order
+                    time timestamptz NOT NULL,         -- when it was decided
+                    queue_id text NOT NULL,            -- Postfix queue id
+                    direction text NOT NULL,           -- inbound | staff | internal
+                    sender text NOT NULL,              -- envelope sender
+                    recipients text[] NOT NULL,        -- envelope recipients
+                    action text NOT NULL,              -- accept | reject | tempfail
+                    rule text NOT NULL,                -- the rule that decided
+                    staff text,                        -- staff concerned, if any
+                    mailbox text,                      -- unified address concerned, if any
+                    customer text                      -- customer address concerned, if any
+                )
+                """,
+                "CREATE INDEX audit_time ON audit (time)",
+                "CREATE INDEX audit_staff ON audit (staff, time)",
+                "CREATE INDEX audit_customer ON audit (customer, time)",
+            ]
+        )
+    ]
+
+    /// Applies the missing migrations in one transaction, holding an advisory lock so that
+    /// daemons starting at once on several hosts apply each migration exactly once.
+    private func migrate(deadline: Deadline) throws {
+        let milliseconds = "\(Int(deadline.remaining.seconds * 1000))"
+        try pool.withConnection(deadline: deadline) { connection in
+            func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
+                try pool.query(query, on: connection, deadline: deadline)
+            }
+            _ = try run("BEGIN")
+            do {
+                _ = try run(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = \(milliseconds)"))
+                _ = try run(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(milliseconds)"))
+                _ = try run("SELECT pg_advisory_xact_lock(\(Self.migrationLock))")
+                _ = try run(
+                    """
+                    CREATE TABLE IF NOT EXISTS schema_migrations (
+                        version integer PRIMARY KEY,       -- migration number
+                        name text NOT NULL,                -- what it did
+                        applied_at timestamptz NOT NULL DEFAULT now()  -- when
+                    )
+                    """)
+                let applied = try Set(run("SELECT version FROM schema_migrations").rows.map { try $0.decode(Int.self) })
+                for migration in Self.migrations where !applied.contains(migration.version) {
+                    for statement in migration.statements {
+                        _ = try run(PostgresQuery(unsafeSQL: statement))
+                    }
+                    _ = try run(
+                        "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))")
+                    logger.info("conversation store migrated", metadata: ["version": "\(migration.version)"])
+                }
+                _ = try run("COMMIT")
+            } catch {
+                _ = try? run("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    // MARK: Queries
+
+    func threadOwner(messageIDs: [String], mailbox: String) throws -> String? {
+        let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
+        guard !ids.isEmpty else { return nil }
+        let rows = try query(
+            """
+            SELECT message_id, staff FROM sent
+            WHERE mailbox = \(mailbox) AND message_id = ANY(\(ids))
+            ORDER BY time DESC, id DESC
+            """)
+        var owners: [String: String] = [:]
+        for row in rows {
+            let (id, staff) = try row.decode((String, String).self)
+            if owners[id] == nil { owners[id] = staff }  // the most recent send of that ID
+        }
+        return ids.lazy.compactMap { owners[$0] }.first
+    }
+
+    func assignedStaff(messageIDs: [String], customer: String?, mailbox: String) throws -> String? {
+        let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
+        guard !ids.isEmpty || customer != nil else { return nil }
+        return try query(
+            """
+            SELECT staff FROM assignments
+            WHERE mailbox = \(mailbox)
+              AND ((kind = 'thread' AND key = ANY(\(ids))) OR (kind = 'customer' AND key = \(customer)))
+            ORDER BY kind = 'thread' DESC, time DESC
+            LIMIT 1
+            """
+        ).first?.decode(String.self)
+    }
+
+    func lastStaff(customer: String, mailbox: String) throws -> String? {
+        try query(
+            """
+            SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
+            WHERE sent_customer.mailbox = \(mailbox) AND sent_customer.customer = \(customer)
+            ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
+            LIMIT 1
+            """
+        ).first?.decode(String.self)
+    }
+
+    func recordSent(_ message: SentMessage) throws {
+        // One statement, so the message and its customers land together (or not at all).
+        try query(
+            """
+            WITH new AS (
+                INSERT INTO sent (message_id, staff, mailbox, time, queue_id)
+                VALUES (\(message.messageID), \(message.staff), \(message.mailbox), \(message.time), \(message.queueID))
+                ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
+                RETURNING id
+            )
+            INSERT INTO sent_customer (sent_id, customer, mailbox, time)
+            SELECT new.id, customer, \(message.mailbox), \(message.time)
+            FROM new, unnest(\(message.customers.uniqued())::text[]) AS customer
+            """)
+    }
+
+    func recordAudit(_ entry: AuditEntry) throws {
+        try query(
+            """
+            INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
+            VALUES (\(entry.time), \(entry.queueID), \(entry.direction), \(entry.sender), \(entry.recipients),
+                    \(entry.action), \(entry.rule), \(entry.staff), \(entry.mailbox), \(entry.customer))
+            """)
+    }
+
+    func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws {
+        let (kind, key) = assignment.kindAndKey
+        try query(
+            """
+            INSERT INTO assignments (kind, key, mailbox, staff, time)
+            VALUES (\(kind), \(key), \(mailbox), \(staff), \(time))
+            ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = EXCLUDED.staff, time = EXCLUDED.time
+            """)
+    }
+
+    func auditLog(_ filter: LogFilter) throws -> [AuditEntry] {
+        var binds = PostgresBindings()
+        var conditions: [String] = []
+        if let staff = filter.staff {
+            binds.append(staff)
+            conditions.append("staff = $\(binds.count)")
+        }
+        if let customer = filter.customer {
+            binds.append(customer)
+            conditions.append("customer = $\(binds.count)")
+        }
+        if let since = filter.since {
+            binds.append(since)
+            conditions.append("time >= $\(binds.count)")
+        }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let limit = filter.limit > 0 ? "LIMIT \(filter.limit)" : ""
+        let rows = try query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer
+                    FROM audit \(whereClause) ORDER BY time DESC, id DESC \(limit)
+                    """,
+                binds: binds))
+        return try rows.map { row in
+            let (time, queueID, direction, sender, recipients, action, rule, staff, mailbox, customer) =
+                try row.decode(
+                    (Date, String, String, String, [String], String, String, String?, String?, String?).self)
+            return AuditEntry(
+                time: time, queueID: queueID, direction: direction, sender: sender, recipients: recipients,
+                action: action, rule: rule, staff: staff, mailbox: mailbox, customer: customer)
+        }.reversed()
+    }
+
+    func prune(olderThan date: Date) throws -> Int {
+        var removed = 0
+        for table in ["sent", "audit", "assignments"] {
+            while true {
+                // One short statement per batch: never a long lock on a table mail writes to.
+                let result = try execute(
+                    PostgresQuery(
+                        unsafeSQL: """
+                            DELETE FROM \(table) WHERE ctid IN
+                                (SELECT ctid FROM \(table) WHERE time < $1 LIMIT \(Stores.pruneBatch))
+                            """,
+                        binds: { var binds = PostgresBindings(); binds.append(date); return binds }()))
+                let count = result.metadata.rows ?? 0  // direct deletions: sent_customer rows go by cascade
+                removed += count
+                if count < Stores.pruneBatch { break }
+            }
+        }
+        if removed > 0 { logger.info("pruned conversation store", metadata: ["rows": "\(removed)"]) }
+        return removed
+    }
+
+    func close() {
+        pool.close()
+    }
+
+    // MARK: Bounded access
+
+    @discardableResult
+    private func query(_ query: PostgresQuery) throws -> [PostgresRow] {
+        try execute(query).rows
+    }
+
+    private func execute(_ query: PostgresQuery) throws -> PostgresQueryResult {
+        let deadline = Deadline(after: timeout)
+        return try pool.withConnection(deadline: deadline) { connection in
+            try pool.query(query, on: connection, deadline: deadline)
+        }
+    }
+
+    // MARK: Location
+
+    /// Reads a libpq-style URL: postgresql://[user[:password]@][host][:port][/database][?host=/socket/dir&sslmode=disable].
+    static func configuration(url: String) throws -> PostgresConnection.Configuration {
+        guard let components = URLComponents(string: url), components.scheme?.hasPrefix("postgres") == true else {
+            throw StoreError.invalidLocation("not a postgresql:// URL")
+        }
+        var parameters: [String: String] = [:]
+        for item in components.queryItems ?? [] { parameters[item.name] = item.value ?? "" }
+        switch parameters["sslmode"] ?? "disable" {
+        case "disable", "allow", "prefer":
+            break  // prefer/allow fall back to plain connections, as libpq would without TLS
+        case let mode:
+            throw StoreError.invalidLocation("sslmode=\(mode): TLS to PostgreSQL is not supported yet")
+        }
+        let user = components.user.flatMap { $0.isEmpty ? nil : $0 } ?? Self.processUser
+        var database = components.path
+        if database.hasPrefix("/") { database.removeFirst() }
+        let port = components.port ?? 5432
+        if let directory = parameters["host"], directory.hasPrefix("/") {
+            return .init(
+                unixSocketPath: "\(directory)/.s.PGSQL.\(port)", username: user, password: components.password,
+                database: database.isEmpty ? nil : database)
+        }
+        var host = components.host ?? ""
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return .init(
+            host: host.isEmpty ? "localhost" : host, port: port, username: user, password: components.password,
+            database: database.isEmpty ? nil : database, tls: .disable)
+    }
+
+    /// libpq's default user: the one running the process.
+    private static var processUser: String {
+        ProcessInfo.processInfo.environment["USER"] ?? NSUserName()
+    }
 }
