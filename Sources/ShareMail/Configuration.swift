@@ -20,6 +20,14 @@ public struct Configuration: Sendable {
     public var logLevel: String
     /// Prometheus endpoint ("127.0.0.1:9325"); nil: no metrics.
     public var metrics: HostPort?
+    /// Conversation memory: a SQLite file path or a postgresql:// URL; nil:
+    /// route by names only.
+    public var state: String?
+    /// How long the memory keeps sent messages and the audit trail.
+    public var retentionDays: Int
+    /// The longest a store lookup may delay a message before sharemail
+    /// routes without memory.
+    public var stateTimeoutMilliseconds: Int
     public var mailboxes: [SharedMailbox]
 
     public enum LogTarget: String, Sendable { case stderr, syslog }
@@ -29,7 +37,8 @@ public struct Configuration: Sendable {
     public init(socket: String = Configuration.defaultSocket, socketMode: UInt32? = nil, socketOwner: String? = nil,
                 socketGroup: String? = nil, trustedNetworks: [IPNetwork] = [],
                 headerFallbackCharset: String = "GB18030", log: LogTarget = .stderr, logLevel: String = "info",
-                metrics: HostPort? = nil, mailboxes: [SharedMailbox]) {
+                metrics: HostPort? = nil, state: String? = nil, retentionDays: Int = 365,
+                stateTimeoutMilliseconds: Int = 200, mailboxes: [SharedMailbox]) {
         self.socket = socket
         self.socketMode = socketMode
         self.socketOwner = socketOwner
@@ -39,6 +48,9 @@ public struct Configuration: Sendable {
         self.log = log
         self.logLevel = logLevel
         self.metrics = metrics
+        self.state = state
+        self.retentionDays = retentionDays
+        self.stateTimeoutMilliseconds = stateTimeoutMilliseconds
         self.mailboxes = mailboxes
     }
 
@@ -71,12 +83,17 @@ public struct SharedMailbox: Sendable, Hashable {
     public var manager: EmailAddress
     /// Copy mail that names no staff to every staff.
     public var forwardUnnamed: Bool
+    /// Route a customer's unnamed mail to the staff who last wrote to them
+    /// (needs `state`).
+    public var stickyCustomers: Bool
     public var staff: [Staff]
 
-    public init(address: EmailAddress, manager: EmailAddress? = nil, forwardUnnamed: Bool = false, staff: [Staff]) {
+    public init(address: EmailAddress, manager: EmailAddress? = nil, forwardUnnamed: Bool = false,
+                stickyCustomers: Bool = false, staff: [Staff]) {
         self.address = address
         self.manager = manager ?? address
         self.forwardUnnamed = forwardUnnamed
+        self.stickyCustomers = stickyCustomers
         self.staff = staff
     }
 }

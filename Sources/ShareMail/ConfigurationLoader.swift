@@ -58,8 +58,9 @@ private struct Reader {
     var problems: [ConfigurationProblem] = []
 
     static let topKeys: Set<String> = ["socket", "socket_mode", "socket_owner", "socket_group", "trusted_networks",
-                                       "header_fallback_charset", "log", "log_level", "metrics", "mailbox"]
-    static let mailboxKeys: Set<String> = ["address", "manager", "forward_unnamed", "staff"]
+                                       "header_fallback_charset", "log", "log_level", "metrics", "state",
+                                       "retention_days", "state_timeout_ms", "mailbox"]
+    static let mailboxKeys: Set<String> = ["address", "manager", "forward_unnamed", "sticky_customers", "staff"]
     static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet"]
 
     init(file: String, locator: KeyLocator) {
@@ -100,6 +101,12 @@ private struct Reader {
         if !Configuration.logLevels.contains(level) {
             problem("log_level", "\"\(level)\" is not a level: use one of \(Configuration.logLevels.joined(separator: ", "))")
         }
+        let state = string(table, "state", path: "")
+        if let state, state.isEmpty || !(state.hasPrefix("/") || state.hasPrefix("postgres://") || state.hasPrefix("postgresql://")) {
+            problem("state", "\"\(state)\" is neither an absolute SQLite file path nor a postgresql:// URL")
+        }
+        let retention = int(table, "retention_days", path: "", range: 1...36_500) ?? 365
+        let stateTimeout = int(table, "state_timeout_ms", path: "", range: 1...10_000) ?? 200
         var metrics: HostPort?
         if let text = string(table, "metrics", path: "") {
             metrics = HostPort(text)
@@ -130,6 +137,7 @@ private struct Reader {
         return Configuration(socket: socket, socketMode: mode, socketOwner: string(table, "socket_owner", path: ""),
                              socketGroup: string(table, "socket_group", path: ""), trustedNetworks: networks,
                              headerFallbackCharset: charset, log: log, logLevel: level, metrics: metrics,
+                             state: state, retentionDays: retention, stateTimeoutMilliseconds: stateTimeout,
                              mailboxes: mailboxes)
     }
 
@@ -140,6 +148,7 @@ private struct Reader {
         let address = requiredAddress(table, "address", path: path)
         let manager = optionalAddress(table, "manager", path: path)
         let forward = bool(table, "forward_unnamed", path: path) ?? false
+        let sticky = bool(table, "sticky_customers", path: path) ?? false
         var staff: [Staff] = []
         if let value = table["staff"] {
             if let array = value.array {
@@ -155,7 +164,8 @@ private struct Reader {
             }
         }
         guard let address else { return (nil, staff) }
-        return (SharedMailbox(address: address, manager: manager, forwardUnnamed: forward, staff: staff), staff)
+        return (SharedMailbox(address: address, manager: manager, forwardUnnamed: forward, stickyCustomers: sticky,
+                              staff: staff), staff)
     }
 
     mutating func staff(_ table: TOMLTable, path: String) -> Staff? {
@@ -267,6 +277,13 @@ private struct Reader {
         guard let value = table[key] else { return nil }
         if let flag = value.bool { return flag }
         problem(join(path, key), "must be true or false")
+        return nil
+    }
+
+    mutating func int(_ table: TOMLTable, _ key: String, path: String, range: ClosedRange<Int>) -> Int? {
+        guard let value = table[key] else { return nil }
+        if let number = value.int, range.contains(number) { return number }
+        problem(join(path, key), "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
         return nil
     }
 

@@ -56,6 +56,15 @@ public struct Decision: Sendable, Hashable {
     public var headerChanges: [HeaderChange] = []
     /// Why, in order: which rule fired, which name matched which staff.
     public var reasons: [String] = []
+    /// The rule that decided, in a word, for the audit trail ("named",
+    /// "thread", "assigned", "sticky", "unnamed", "auto", "staff-out", …).
+    public var rule = ""
+    /// The staff the message was routed to, or the staff who sent it.
+    public var staff: [EmailAddress] = []
+    /// The unified address concerned, if any.
+    public var mailbox: EmailAddress?
+    /// What the conversation memory should remember.
+    public var memoryUpdates: [MemoryUpdate] = []
 
     public init(action: Action, role: SenderRole) {
         self.action = action
@@ -72,4 +81,13 @@ public struct Decision: Sendable, Hashable {
 public enum RecipientVerdict: Sendable, Hashable {
     case accept
     case reject(SMTPReply, reason: String)
+}
+
+/// Something the conversation memory should record after a decision.
+public enum MemoryUpdate: Sendable, Hashable {
+    /// A staff message left for the Internet with this Message-ID.
+    case sent(messageID: String, staff: EmailAddress, mailbox: EmailAddress, customers: [EmailAddress])
+    /// The manager redirected a customer's message to a staff: the thread
+    /// belongs to that staff from now on.
+    case assignThread(messageID: String, staff: EmailAddress, mailbox: EmailAddress)
 }

@@ -49,6 +49,14 @@ public struct MessageFacts: Sendable, Hashable {
     /// A unique token for a Message-ID sharemail adds (the caller makes it,
     /// so the engine stays deterministic).
     public var uniqueToken: String
+    /// What the conversation memory knows, per unified address, for the
+    /// queries of `PolicyEngine.memoryQueries` (empty without a store).
+    public var memory: [EmailAddress: ConversationMemory] = [:]
+    /// The store was configured but could not answer in time.
+    public var memoryUnavailable = false
+    /// Message-IDs quoted in the body of a delivery report (the original
+    /// message of a bounce), when the caller read them.
+    public var bodyMessageIDs: [String] = []
 
     public init(submission: Submission, sender: String, recipients: [String], headers: [Header],
                 smtpUTF8: Bool = false, uniqueToken: String) {
@@ -71,4 +79,38 @@ public enum SenderRole: Sendable, Hashable {
     case `internal`
     /// Everybody else.
     case internet
+}
+
+/// What the conversation memory says about one incoming message and one
+/// unified address. Addresses are staff addresses.
+public struct ConversationMemory: Sendable, Hashable {
+    /// An explicit reassignment of this thread or customer.
+    public var assigned: EmailAddress?
+    /// The staff who sent a message this one answers (In-Reply-To, References).
+    public var threadOwner: EmailAddress?
+    /// The staff who last wrote to this customer.
+    public var lastStaff: EmailAddress?
+
+    public init(assigned: EmailAddress? = nil, threadOwner: EmailAddress? = nil, lastStaff: EmailAddress? = nil) {
+        self.assigned = assigned
+        self.threadOwner = threadOwner
+        self.lastStaff = lastStaff
+    }
+}
+
+/// What to look up in the conversation memory before deciding.
+public struct MemoryQuery: Sendable, Hashable {
+    /// The unified address the message is for.
+    public var mailbox: EmailAddress
+    /// Message-IDs the message refers to, most telling first: In-Reply-To,
+    /// then References from the newest, then ids quoted in a bounce.
+    public var messageIDs: [String]
+    /// The customer: the envelope sender (nil for the null sender).
+    public var customer: EmailAddress?
+
+    public init(mailbox: EmailAddress, messageIDs: [String], customer: EmailAddress?) {
+        self.mailbox = mailbox
+        self.messageIDs = messageIDs
+        self.customer = customer
+    }
 }

@@ -95,19 +95,21 @@ public struct PolicyEngine: Sendable {
         case .staff(let reference):
             routeOutbound(&plan, staff: reference)
         case .internal:
+            plan.decision.rule = "internal"
             plan.reason("rule 5: internal mail passes untouched")
+            noteRedirect(&plan)
         }
         return plan.decision
     }
 
     /// Rules 1, 2 and 4, for mail from the Internet.
     private func routeInbound(_ plan: inout Plan) {
-        var namesChecked = false
-        var named: [Int: [StaffReference]] = [:]   // mailbox → staff named in To/Cc
+        var named: [Int: [StaffReference]]?   // mailbox → staff named in To/Cc, read once
         for recipient in plan.facts.recipients {
             switch kind(of: recipient) {
             case .unified(let m):
                 let mailbox = directory.configuration.mailboxes[m]
+                plan.decision.mailbox = plan.decision.mailbox ?? mailbox.address
                 if mailbox.manager != mailbox.address {
                     plan.remove(recipient)
                     plan.add(mailbox.manager)
@@ -115,24 +117,19 @@ public struct PolicyEngine: Sendable {
                 } else {
                     plan.reason("rule 1: \(mailbox.address) is its own manager mailbox")
                 }
-                if !namesChecked {
-                    named = namedStaff(in: plan.facts.headers, plan: &plan)
-                    namesChecked = true
-                }
-                if let staff = named[m], !staff.isEmpty {
-                    for reference in staff { plan.add(directory.staff(reference).address) }
-                    plan.reason("rule 4: named staff only: \(staff.map { directory.staff($0).name }.joined(separator: ", "))")
-                } else if mailbox.forwardUnnamed {
-                    for staff in mailbox.staff { plan.add(staff.address) }
-                    plan.reason("rule 1: no staff named; forward_unnamed copies to all \(mailbox.staff.count) staff of \(mailbox.address)")
-                } else {
-                    plan.reason("rule 1: no staff named; forward_unnamed is off: manager only")
-                }
+                if named == nil { named = namedStaff(in: plan.facts.headers, plan: &plan) }
+                let (staff, rule) = chooseStaff(mailbox: m, named: named?[m] ?? [], plan: &plan)
+                for reference in staff { plan.add(directory.staff(reference).address) }
+                plan.decision.staff += staff.map { directory.staff($0).address }
+                plan.decision.rule = rule
             case .staff(let reference):
                 let staff = directory.staff(reference)
                 let mailbox = directory.mailbox(reference)
+                plan.decision.mailbox = plan.decision.mailbox ?? mailbox.address
                 if staff.receiveInternet {
                     plan.add(mailbox.manager)
+                    plan.decision.staff.append(staff.address)
+                    plan.decision.rule = plan.decision.rule.isEmpty ? "direct" : plan.decision.rule
                     plan.reason("rule 2: \(staff.address) may receive Internet mail; the manager \(mailbox.manager) gets a copy")
                 } else {
                     // Refused at RCPT already; should it reach here anyway
@@ -144,7 +141,134 @@ public struct PolicyEngine: Sendable {
                 continue
             }
         }
-        if !plan.decision.changesMessage { plan.reason("no shared-mailbox recipient: passes untouched") }
+        if !plan.decision.changesMessage {
+            plan.decision.rule = "untouched"
+            plan.reason("no shared-mailbox recipient: passes untouched")
+        }
+    }
+
+    /// Which staff of mailbox `m` get a message for its unified address, in
+    /// this order: an explicit reassignment; the owner of the thread it
+    /// answers; the staff its To/Cc names; with sticky_customers, the staff
+    /// who last wrote to the customer; then the unnamed rule, except that
+    /// auto-generated mail is never fanned out.
+    private func chooseStaff(mailbox m: Int, named: [StaffReference], plan: inout Plan) -> ([StaffReference], String) {
+        let mailbox = directory.configuration.mailboxes[m]
+        let memory = plan.facts.memory[mailbox.address]
+        if plan.facts.memoryUnavailable {
+            plan.reason("conversation memory did not answer in time: routing by names")
+        }
+        if let reference = member(memory?.assigned, of: m) {
+            plan.reason("assigned: this thread or customer is assigned to \(directory.staff(reference).name)")
+            return ([reference], "assigned")
+        }
+        if let reference = member(memory?.threadOwner, of: m) {
+            plan.reason("thread: answers a message \(directory.staff(reference).name) sent: \(directory.staff(reference).name) only")
+            return ([reference], "thread")
+        }
+        if !named.isEmpty {
+            plan.reason("rule 4: named staff only: \(named.map { directory.staff($0).name }.joined(separator: ", "))")
+            return (named, "named")
+        }
+        if mailbox.stickyCustomers, let reference = member(memory?.lastStaff, of: m) {
+            plan.reason("sticky: \(directory.staff(reference).name) wrote to this customer last")
+            return ([reference], "sticky")
+        }
+        if let why = autoGenerated(plan.facts) {
+            plan.reason("auto-generated (\(why)): never fanned out: manager only")
+            return ([], "auto")
+        }
+        if mailbox.forwardUnnamed {
+            plan.reason("rule 1: no staff named; forward_unnamed copies to all \(mailbox.staff.count) staff of \(mailbox.address)")
+            return (Array(mailbox.staff.indices.map { StaffReference(mailbox: m, staff: $0) }), "unnamed")
+        }
+        plan.reason("rule 1: no staff named; forward_unnamed is off: manager only")
+        return ([], "unnamed")
+    }
+
+    /// The staff reference of `address` if it is staff of mailbox `m` (the
+    /// memory may name someone since removed or moved).
+    private func member(_ address: EmailAddress?, of m: Int) -> StaffReference? {
+        guard let address, let reference = directory.staff(address: address), reference.mailbox == m else { return nil }
+        return reference
+    }
+
+    /// Why the message is auto-generated (RFC 3834 and common practice), or
+    /// nil for mail a person wrote.
+    func autoGenerated(_ facts: MessageFacts) -> String? {
+        if PolicyEngine.isNullPath(facts.sender) { return "null envelope sender" }
+        for header in facts.headers {
+            let value = Substring(decoder.text(fromRaw: header.raw)).trimmingSpaces.lowercased()
+            switch header.name.lowercased() {
+            case "auto-submitted" where !value.isEmpty && value != "no" && !value.hasPrefix("no;") && !value.hasPrefix("no "):
+                return "Auto-Submitted: \(value)"
+            case "precedence" where ["bulk", "list", "junk"].contains(value):
+                return "Precedence: \(value)"
+            case "x-autoreply", "x-autorespond":
+                return "\(header.name)"
+            default:
+                continue
+            }
+        }
+        return nil
+    }
+
+    /// What to ask the conversation memory about an incoming message: one
+    /// query per unified address it is for. Empty for anything but Internet
+    /// mail to a unified address.
+    public func memoryQueries(_ facts: MessageFacts) -> [MemoryQuery] {
+        guard case (.internet, _) = role(of: facts.submission, sender: facts.sender) else { return [] }
+        var ids: [String] = []
+        var references: [String] = []
+        for header in facts.headers {
+            switch header.name.lowercased() {
+            case "in-reply-to": ids += MessageIDs.parse(decoder.text(fromRaw: header.raw))
+            case "references": references += MessageIDs.parse(decoder.text(fromRaw: header.raw))
+            default: continue
+            }
+        }
+        var seen = Set<String>()
+        let all = (ids + references.reversed() + facts.bodyMessageIDs).filter { seen.insert($0).inserted }
+        let customer = PolicyEngine.address(fromPath: facts.sender)
+        var mailboxes: [EmailAddress] = []
+        for recipient in facts.recipients {
+            if case .unified(let m) = kind(of: recipient) {
+                let address = directory.configuration.mailboxes[m].address
+                if !mailboxes.contains(address) { mailboxes.append(address) }
+            }
+        }
+        return mailboxes.map { MemoryQuery(mailbox: $0, messageIDs: all, customer: customer) }
+    }
+
+    /// A manager who redirects (Resent-*) a customer's message to a staff
+    /// assigns its thread to that staff. The message itself passes untouched.
+    private func noteRedirect(_ plan: inout Plan) {
+        var resentFrom: EmailAddress?
+        var messageID: String?
+        for header in plan.facts.headers {
+            let value = decoder.text(fromRaw: header.raw)
+            switch header.name.lowercased() {
+            case "resent-from", "resent-sender":
+                resentFrom = resentFrom ?? decoder.addressList(value).mailboxes.lazy.compactMap { EmailAddress($0.address) }.first
+            case "message-id":
+                messageID = messageID ?? MessageIDs.parse(value).first
+            default: continue
+            }
+        }
+        let sender = PolicyEngine.address(fromPath: plan.facts.sender)
+        guard let messageID, resentFrom != nil || plan.facts.headers.contains(where: { $0.name.lowercased().hasPrefix("resent-") })
+        else { return }
+        for recipient in plan.facts.recipients {
+            guard case .staff(let reference) = kind(of: recipient) else { continue }
+            let mailbox = directory.mailbox(reference)
+            guard resentFrom == mailbox.manager || sender == mailbox.manager else { continue }
+            let staff = directory.staff(reference)
+            plan.decision.memoryUpdates.append(.assignThread(messageID: messageID, staff: staff.address, mailbox: mailbox.address))
+            plan.decision.rule = "redirect"
+            plan.decision.staff.append(staff.address)
+            plan.decision.mailbox = mailbox.address
+            plan.reason("redirect: the manager passed this thread to \(staff.name)")
+        }
     }
 
     /// The staff named by the display names of unified addresses in To and
@@ -174,10 +298,14 @@ public struct PolicyEngine: Sendable {
         let staff = directory.staff(reference)
         let mailbox = directory.mailbox(reference)
         let external = plan.facts.recipients.filter { kind(of: $0) == .internet }
+        plan.decision.staff = [staff.address]
+        plan.decision.mailbox = mailbox.address
         guard !external.isEmpty else {
+            plan.decision.rule = "local"
             plan.reason("rule 5: every recipient is local: passes untouched")
             return
         }
+        plan.decision.rule = "staff-out"
         guard staff.sendInternet else {
             plan.decision.action = .reject(refusedToSend(staff, reference))
             plan.reason("rule 3: \(staff.name) may not send to the Internet (\(external.joined(separator: ", ")))")
@@ -201,18 +329,22 @@ public struct PolicyEngine: Sendable {
         }
         plan.add(mailbox.manager)
         plan.reason("rule 3: the manager \(mailbox.manager) keeps a copy")
-        rewriteHeaders(&plan, staff: staff, mailbox: mailbox)
+        let messageID = rewriteHeaders(&plan, staff: staff, mailbox: mailbox)
+        plan.decision.memoryUpdates.append(.sent(
+            messageID: messageID, staff: staff.address, mailbox: mailbox.address,
+            customers: external.compactMap(PolicyEngine.address(fromPath:))))
     }
 
     /// From becomes the unified address under the staff's name; Sender goes;
     /// every other staff address in the headers becomes its unified address.
-    private func rewriteHeaders(_ plan: inout Plan, staff: Staff, mailbox: SharedMailbox) {
+    /// Returns the Message-ID the message leaves with.
+    private func rewriteHeaders(_ plan: inout Plan, staff: Staff, mailbox: SharedMailbox) -> String {
         let smtpUTF8 = plan.facts.smtpUTF8
         let from = HeaderEncoder.mailbox(displayName: staff.name, address: mailbox.address.value, smtpUTF8: smtpUTF8)
         var occurrences: [String: Int] = [:]
         var deletions: [HeaderChange] = []
         var sawFrom = false
-        var sawMessageID = false
+        var messageID: String?
 
         for header in plan.facts.headers {
             let key = header.name.lowercased()
@@ -232,7 +364,7 @@ public struct PolicyEngine: Sendable {
             case "sender":
                 deletions.append(HeaderChange(operation: .delete, name: header.name, occurrence: occurrence, value: nil, oldValue: value))
             default:
-                if key == "message-id", !value.allSatisfy(\.isWhitespace) { sawMessageID = true }
+                if key == "message-id", messageID == nil { messageID = MessageIDs.parse(value).first }
                 if let rewritten = hidingStaffAddresses(in: value, structured: PolicyEngine.addressHeaders.contains(key),
                                                         smtpUTF8: smtpUTF8) {
                     plan.decision.headerChanges.append(HeaderChange(
@@ -247,10 +379,11 @@ public struct PolicyEngine: Sendable {
         // Delete the last occurrence first, so no deletion shifts the index
         // of another.
         plan.decision.headerChanges += deletions.sorted { $0.occurrence > $1.occurrence }
-        if !sawMessageID {
-            plan.decision.headerChanges.append(.add("Message-ID", "<\(plan.facts.uniqueToken)@\(mailbox.address.domain)>"))
-            plan.reason("rule 3: Message-ID was missing: added")
-        }
+        if let messageID { return messageID }
+        let added = "\(plan.facts.uniqueToken)@\(mailbox.address.domain)"
+        plan.decision.headerChanges.append(.add("Message-ID", "<\(added)>"))
+        plan.reason("rule 3: Message-ID was missing: added")
+        return added
     }
 
     /// Headers whose values are address lists (RFC 5322 and common extensions).
@@ -369,6 +502,12 @@ public struct PolicyEngine: Sendable {
     }
 
     static func isNullPath(_ path: String) -> Bool { stripBrackets(path).isEmpty }
+
+    /// An envelope path without brackets, lower-cased when it is an address
+    /// ("" for the null sender): for logs and the audit trail.
+    public static func bareAddress(_ path: String) -> String {
+        address(fromPath: path)?.value ?? String(stripBrackets(path))
+    }
 }
 
 /// The decision being built, and what has been added or removed so far, so
