@@ -6,6 +6,7 @@ import Metrics
 import Milter
 import Prometheus
 import ShareMail
+import ShareMailStore
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,8 +18,8 @@ struct Serve: ParsableCommand {
             SIGNALS
               SIGUSR1  reload the configuration file. A file with errors is reported
                        and the running configuration kept; each message finishes with
-                       the configuration it started with. (The socket, logging and
-                       metrics settings take effect at the next start.)
+                       the configuration it started with. (The socket, logging,
+                       metrics and state settings take effect at the next start.)
               SIGTERM, SIGINT, SIGHUP
                        stop accepting connections, finish the messages in flight
                        (at most 30 s), and exit.
@@ -96,6 +97,7 @@ struct Serve: ParsableCommand {
         )
         let policy = PolicyStore(PolicyEngine(configuration: configuration))
         let inFlight = InFlight()
+        let memory = Self.startMemory(configuration, logger: logger)
         Reloader(path: config, running: configuration, policy: policy, metrics: metrics, logger: logger).start()
 
         logger.info("starting", metadata: [
@@ -104,7 +106,7 @@ struct Serve: ParsableCommand {
         ])
         do {
             try Milter.run(options, logger: logger) {
-                ShareMailSession(policy: policy, metrics: metrics, inFlight: inFlight, logger: logger)
+                ShareMailSession(policy: policy, metrics: metrics, memory: memory, inFlight: inFlight, logger: logger)
             }
         } catch {
             logger.critical("\(error)")
@@ -121,6 +123,16 @@ struct Serve: ParsableCommand {
             logger.warning("stopping with \(inFlight.current) message(s) in flight: Postfix defers them")
         }
         logger.info("stopped")
+    }
+
+    /// Opens the conversation memory when `state` is set; nil otherwise. A
+    /// store that cannot be opened now is retried while mail flows.
+    static func startMemory(_ configuration: Configuration, logger: Logger) -> Memory? {
+        guard let state = configuration.state, let location = StoreLocation(state) else { return nil }
+        let memory = Memory(location: location, timeout: .milliseconds(configuration.stateTimeoutMilliseconds), logger: logger)
+        _ = memory.store()
+        memory.startPruning(retentionDays: configuration.retentionDays)
+        return memory
     }
 
     /// Sets up the Prometheus endpoint when configured; nil otherwise.
@@ -192,8 +204,9 @@ struct Reloader: Sendable {
             ])
             if configuration.socket != running.socket || configuration.metrics != running.metrics
                 || configuration.log != running.log || configuration.socketMode != running.socketMode
-                || configuration.socketGroup != running.socketGroup || configuration.socketOwner != running.socketOwner {
-                logger.warning("socket, metrics and logging settings take effect at the next start")
+                || configuration.socketGroup != running.socketGroup || configuration.socketOwner != running.socketOwner
+                || configuration.state != running.state || configuration.retentionDays != running.retentionDays {
+                logger.warning("socket, metrics, logging and state settings take effect at the next start")
             }
         } catch {
             metrics?.reloadsFailed.increment()

@@ -8,6 +8,7 @@ import ShareMail
 final class ShareMailSession: MilterSession {
     private let policy: PolicyStore
     private let metrics: ShareMailMetrics?
+    private let memory: Memory?
     private let inFlight: InFlight
     private var logger: Logger
 
@@ -23,9 +24,10 @@ final class ShareMailSession: MilterSession {
     private var recipients: [String] = []
     private var headers: [Header] = []
 
-    init(policy: PolicyStore, metrics: ShareMailMetrics?, inFlight: InFlight, logger: Logger) {
+    init(policy: PolicyStore, metrics: ShareMailMetrics?, memory: Memory?, inFlight: InFlight, logger: Logger) {
         self.policy = policy
         self.metrics = metrics
+        self.memory = memory
         self.inFlight = inFlight
         self.logger = logger
     }
@@ -84,11 +86,20 @@ final class ShareMailSession: MilterSession {
             metrics?.countTempfail(direction: "inbound")
             return MessageOutcome(verdict: .tempfail(Self.internalError))
         }
-        let facts = MessageFacts(submission: submission, sender: sender, recipients: recipients, headers: headers,
+        var facts = MessageFacts(submission: submission, sender: sender, recipients: recipients, headers: headers,
                                  smtpUTF8: smtpUTF8, uniqueToken: "\(UUID().uuidString.lowercased()).sharemail")
+        if let memory {
+            let queries = engine.memoryQueries(facts)
+            if let recalled = memory.recall(queries, engine: engine) {
+                facts.memory = recalled
+            } else {
+                facts.memoryUnavailable = true
+            }
+        }
         let started = ContinuousClock.now
         let decision = engine.decide(facts)
         let elapsed = ContinuousClock.now - started
+        memory?.record(decision, facts: facts, queueID: queueID)
         metrics?.decisionTime.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         metrics?.count(decision)
         log(decision, queueID: queueID)
@@ -122,6 +133,7 @@ final class ShareMailSession: MilterSession {
             "rcpt": "\(recipients.joined(separator: ","))",
             "role": "\(Self.describe(decision.role))",
             "action": "\(Self.describe(decision.action))",
+            "rule": "\(decision.rule)",
         ]
         if let login = submission.login { metadata["login"] = "\(login)" }
         if !decision.addRecipients.isEmpty { metadata["added"] = "\(decision.addRecipients.map(\.value).joined(separator: ","))" }

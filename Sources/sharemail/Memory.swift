@@ -1,0 +1,184 @@
+import Foundation
+import Logging
+import Metrics
+import ShareMail
+import ShareMailStore
+import Synchronization
+
+/// The conversation memory as the daemon uses it: opened lazily (a database
+/// that is down at start-up must not keep sharemail from serving), every
+/// failure logged, counted and turned into "no memory" so that mail flows.
+final class Memory: Sendable {
+    private let location: StoreLocation
+    private let timeout: Duration
+    private let logger: Logger
+    private let state = Mutex<State>(State())
+    private let errors = Counter(label: "sharemail_store_errors_total")
+
+    private struct State {
+        var store: (any ConversationStore)?
+        /// No new attempt to open before this time.
+        var retryAfter = ContinuousClock.now
+    }
+
+    /// How long to wait before trying again to open a store that failed.
+    static let retryInterval: Duration = .seconds(10)
+
+    init(location: StoreLocation, timeout: Duration, logger: Logger) {
+        self.location = location
+        self.timeout = timeout
+        self.logger = logger
+    }
+
+    /// The open store, opening it if it is time to try. nil: route without.
+    func store() -> (any ConversationStore)? {
+        state.withLock { state in
+            if let store = state.store { return store }
+            guard ContinuousClock.now >= state.retryAfter else { return nil }
+            state.retryAfter = ContinuousClock.now + Self.retryInterval
+            do {
+                let store = try Stores.open(location, logger: logger, timeout: timeout)
+                state.store = store
+                logger.info("conversation memory open", metadata: ["state": "\(Self.redacted(location))"])
+                return store
+            } catch {
+                errors.increment()
+                logger.error("conversation memory unavailable: routing by names", metadata: [
+                    "state": "\(Self.redacted(location))", "error": "\(error)",
+                ])
+                return nil
+            }
+        }
+    }
+
+    /// Looks up what the engine asked for. Returns nil (and logs) when the
+    /// store cannot answer: the engine then routes without memory.
+    func recall(_ queries: [MemoryQuery], engine: PolicyEngine) -> [EmailAddress: ConversationMemory]? {
+        guard !queries.isEmpty else { return [:] }
+        guard let store = store() else { return nil }
+        var result: [EmailAddress: ConversationMemory] = [:]
+        do {
+            for query in queries {
+                let mailbox = query.mailbox.value
+                let sticky = engine.configuration.mailboxes.first { $0.address == query.mailbox }?.stickyCustomers ?? false
+                var memory = ConversationMemory()
+                memory.assigned = try store.assignedStaff(messageIDs: query.messageIDs, customer: query.customer?.value,
+                                                          mailbox: mailbox).flatMap(EmailAddress.init)
+                if memory.assigned == nil, !query.messageIDs.isEmpty {
+                    memory.threadOwner = try store.threadOwner(messageIDs: query.messageIDs, mailbox: mailbox).flatMap(EmailAddress.init)
+                }
+                if sticky, memory.assigned == nil, memory.threadOwner == nil, let customer = query.customer {
+                    memory.lastStaff = try store.lastStaff(customer: customer.value, mailbox: mailbox).flatMap(EmailAddress.init)
+                }
+                result[query.mailbox] = memory
+            }
+        } catch {
+            failed("lookup", error)
+            return nil
+        }
+        return result
+    }
+
+    /// Records what the decision says to remember, and the audit entry.
+    func record(_ decision: Decision, facts: MessageFacts, queueID: String) {
+        guard let store = store() else { return }
+        let now = Date()
+        do {
+            if decision.action == .accept {
+                for update in decision.memoryUpdates {
+                    switch update {
+                    case .sent(let messageID, let staff, let mailbox, let customers):
+                        try store.recordSent(SentMessage(messageID: messageID, staff: staff.value, mailbox: mailbox.value,
+                                                         customers: customers.map(\.value), time: now, queueID: queueID))
+                    case .assignThread(let messageID, let staff, let mailbox):
+                        try store.assign(.thread(messageID: messageID), to: staff.value, mailbox: mailbox.value, at: now)
+                    }
+                }
+            }
+            try store.recordAudit(AuditEntry(
+                time: now, queueID: queueID, direction: Self.direction(decision.role),
+                sender: PolicyEngine.bareAddress(facts.sender),
+                recipients: facts.recipients.map(PolicyEngine.bareAddress),
+                action: Self.action(decision.action), rule: decision.rule,
+                staff: decision.staff.first?.value, mailbox: decision.mailbox?.value,
+                customer: Self.customer(decision, facts: facts)))
+        } catch {
+            failed("record", error)
+        }
+    }
+
+    /// Prunes old rows every hour on a thread of its own, off the mail path.
+    func startPruning(retentionDays: Int) {
+        let thread = Thread { [self] in
+            while true {
+                if let store = store() {
+                    let cutoff = Date().addingTimeInterval(-Double(retentionDays) * 86_400)
+                    do {
+                        let removed = try store.prune(olderThan: cutoff)
+                        if removed > 0 { logger.info("pruned \(removed) conversation records older than \(retentionDays) days") }
+                    } catch {
+                        failed("prune", error)
+                    }
+                }
+                Thread.sleep(forTimeInterval: 3_600)
+            }
+        }
+        thread.name = "sharemail-prune"
+        thread.start()
+    }
+
+    private func failed(_ what: String, _ error: any Error) {
+        errors.increment()
+        logger.warning("conversation memory \(what) failed: routing continues without it", metadata: ["error": "\(error)"])
+        if case StoreError.closed = error as? StoreError ?? .closed {
+            state.withLock { $0.store = nil }
+        }
+    }
+
+    static func direction(_ role: SenderRole) -> String {
+        switch role {
+        case .internet: "inbound"
+        case .staff: "staff"
+        case .internal: "internal"
+        }
+    }
+
+    static func action(_ action: Decision.Action) -> String {
+        switch action {
+        case .accept: "accept"
+        case .reject: "reject"
+        case .tempfail: "tempfail"
+        }
+    }
+
+    /// The customer of a decision: the Internet sender of inbound mail, the
+    /// first Internet recipient of staff mail.
+    static func customer(_ decision: Decision, facts: MessageFacts) -> String? {
+        switch decision.role {
+        case .internet:
+            return PolicyEngine.bareAddress(facts.sender).nilIfEmpty
+        case .staff:
+            for update in decision.memoryUpdates {
+                if case .sent(_, _, _, let customers) = update { return customers.first?.value }
+            }
+            return nil
+        case .internal:
+            return nil
+        }
+    }
+
+    /// A PostgreSQL URL without its password, for logs.
+    static func redacted(_ location: StoreLocation) -> String {
+        switch location {
+        case .sqlite(let path): return path
+        case .postgres(let url):
+            guard var parts = URLComponents(string: url) else { return "postgresql://…" }
+            if parts.password != nil { parts.password = "****" }
+            return parts.string ?? "postgresql://…"
+        }
+    }
+}
+
+extension String {
+    var nilIfEmpty: String? { isEmpty ? nil : self }
+}
