@@ -1,0 +1,236 @@
+// A private PostgreSQL cluster for tests: initdb into a fresh directory under
+// /tmp/sharemail-pg, trust authentication, listening on 127.0.0.1 at a free
+// port with its socket in that directory; never the system's own cluster.
+// Self-contained on purpose (Foundation and Glibc only), so it can move to a
+// shared test library.
+import Foundation
+import Glibc
+import Testing
+
+final class PostgresCluster: Sendable {
+    /// Parent of every cluster; a crashed run's clusters are stopped and removed from here.
+    static let parent = "/tmp/sharemail-pg"
+
+    let directory: String  // run-<pid>-<n>, owned by the server's user
+    let port: Int  // on 127.0.0.1
+    private let binaries: String  // /usr/lib/postgresql/<version>/bin
+
+    var dataDirectory: String { directory + "/data" }
+
+    /// Starts a new cluster (stale ones from dead test processes are cleaned up first).
+    static func start() throws -> PostgresCluster {
+        let binaries = try findBinaries()
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        removeStaleClusters(binaries: binaries)
+        let directory = "\(parent)/run-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let cluster = PostgresCluster(directory: directory, port: try freePort(), binaries: binaries)
+        do {
+            try cluster.initialise()
+            try cluster.startServer()
+        } catch {
+            cluster.stop()
+            throw error
+        }
+        return cluster
+    }
+
+    private init(directory: String, port: Int, binaries: String) {
+        self.directory = directory
+        self.port = port
+        self.binaries = binaries
+    }
+
+    /// A new, empty database; returns its URL.
+    func createDatabase() throws -> String {
+        let name = "sharemail_" + UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: "")
+        try Self.run(binaries + "/createdb", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", name])
+        return "postgresql://postgres@127.0.0.1:\(port)/\(name)"
+    }
+
+    /// Runs SQL through psql, as the superuser; returns its unaligned output.
+    @discardableResult
+    func psql(_ sql: String, database: String = "postgres") throws -> String {
+        try Self.run(
+            binaries + "/psql",
+            ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-X", "-A", "-t", "-c", sql])
+    }
+
+    /// Process id of the postmaster (first line of postmaster.pid).
+    var postmasterPID: pid_t? {
+        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8) else {
+            return nil
+        }
+        return text.split(separator: "\n").first.flatMap { pid_t($0) }
+    }
+
+    /// The postmaster and its children (backends), read from /proc.
+    var serverPIDs: [pid_t] {
+        guard let postmaster = postmasterPID else { return [] }
+        var pids = [postmaster]
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let pid = pid_t(entry),
+                let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            // Fields after "(comm)": state, ppid, …
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, pid_t(fields[1]) == postmaster { pids.append(pid) }
+        }
+        return pids
+    }
+
+    /// Stops the server at once and removes its directory.
+    func stop() {
+        _ = try? Self.run(
+            binaries + "/pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"], asServerUser: true)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Stops the server, keeping its files (to test a database that went away).
+    func stopServer() throws {
+        try Self.run(binaries + "/pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"], asServerUser: true)
+    }
+
+    // MARK: Setting up
+
+    private func initialise() throws {
+        if getuid() == 0 {
+            // The server refuses to run as root: the directory belongs to postgres.
+            guard let user = getpwnam("postgres") else {
+                throw ClusterError("no 'postgres' user: is PostgreSQL installed? Run scripts/install-deps as root")
+            }
+            guard chown(directory, user.pointee.pw_uid, user.pointee.pw_gid) == 0 else {
+                throw ClusterError("chown \(directory): \(String(cString: strerror(errno)))")
+            }
+        }
+        try Self.run(
+            binaries + "/initdb",
+            ["-D", dataDirectory, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+            asServerUser: true)
+    }
+
+    func startServer() throws {
+        let options = [
+            "-p \(port)", "-k \(directory)", "-c listen_addresses=127.0.0.1",
+            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=200",
+        ].joined(separator: " ")
+        try Self.run(
+            binaries + "/pg_ctl",
+            ["-D", dataDirectory, "-l", directory + "/server.log", "-o", options, "-w", "-t", "60", "start"],
+            asServerUser: true)
+    }
+
+    private static func findBinaries() throws -> String {
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [])
+            .compactMap(Int.init).sorted()
+        for version in versions.reversed() where FileManager.default.isExecutableFile(atPath: "\(root)/\(version)/bin/initdb") {
+            return "\(root)/\(version)/bin"
+        }
+        throw ClusterError(
+            "PostgreSQL is not installed (no \(root)/<version>/bin/initdb): run scripts/install-deps as root (Debian package postgresql)")
+    }
+
+    /// Stops and removes clusters whose test process is gone.
+    private static func removeStaleClusters(binaries: String) {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []
+        for entry in entries where entry.hasPrefix("run-") {
+            let fields = entry.split(separator: "-")
+            guard fields.count >= 2, let owner = pid_t(fields[1]) else { continue }
+            if kill(owner, 0) == 0 || errno != ESRCH { continue }  // its test process still runs
+            let directory = "\(parent)/\(entry)"
+            _ = try? run(binaries + "/pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "stop"], asServerUser: true)
+            try? FileManager.default.removeItem(atPath: directory)
+        }
+    }
+
+    /// A port nobody listens on now (bind to 0, read it back, close).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClusterError("socket: \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
+                bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
+            }
+        }
+        guard bound else { throw ClusterError("bind: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Runs a program to completion; throws with its output when it fails.
+    @discardableResult
+    static func run(_ program: String, _ arguments: [String], asServerUser: Bool = false) throws -> String {
+        let process = Process()
+        if asServerUser && getuid() == 0 {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+            process.arguments = ["-u", "postgres", "--", program] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = arguments
+        }
+        // Output goes to a file, not a pipe: pg_ctl's server inherits nothing that could block us.
+        let outputPath = NSTemporaryDirectory() + "sharemail-pg-\(UUID().uuidString).out"
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
+        try process.run()
+        process.waitUntilExit()
+        try? output.close()
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        guard process.terminationStatus == 0 else {
+            throw ClusterError("\(program) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        }
+        return text
+    }
+}
+
+struct ClusterError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Starts one private cluster around a suite and stops it after. If PostgreSQL cannot be
+/// started, the PostgreSQL cases fail with the reason (`PostgresCluster.shared()`), never skip.
+struct PostgresClusterTrait: SuiteTrait, TestScoping {
+    var isRecursive: Bool { false }
+
+    func provideScope(
+        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
+    ) async throws {
+        let cluster = Result { try PostgresCluster.start() }
+        defer { try? cluster.get().stop() }
+        try await PostgresCluster.$current.withValue(cluster) {
+            try await function()
+        }
+    }
+}
+
+extension Trait where Self == PostgresClusterTrait {
+    static var postgresCluster: Self { .init() }
+}
+
+extension PostgresCluster {
+    @TaskLocal static var current: Result<PostgresCluster, any Error>?
+
+    /// The suite's cluster, or the reason it could not start.
+    static func shared() throws -> PostgresCluster {
+        guard let current else { throw ClusterError("no PostgreSQL cluster: the suite lacks the .postgresCluster trait") }
+        do {
+            return try current.get()
+        } catch {
+            throw ClusterError("PostgreSQL cluster did not start: \(error)")
+        }
+    }
+}
