@@ -72,6 +72,8 @@ let milterNegotiate: @convention(c) (
             flags |= step.noReplyFlag
         }
     }
+    // A filter that reads the body may want to stop early with SMFIS_SKIP.
+    if options.steps.contains(.body) { flags |= UInt(SMFIP_SKIP) }
     flags &= offeredProtocol   // ask only for what the MTA can do
 
     actionsOut?.pointee = wantedActions
@@ -138,11 +140,22 @@ let milterHeader: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, 
     return answer(verdict, step: .headers, ctx: ctx, state: state)
 }
 
+let milterBody: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int) -> sfsistat = { ctx, bytes, length in
+    guard let ctx, let state = connection(ctx) else { return missingState }
+    let verdict = state.session.body(UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : length),
+                                     context: MilterContext(pointer: ctx))
+    if verdict == .skip {
+        // Without SMFIP_SKIP agreed the MTA would not understand it.
+        return state.protocolFlags & UInt(SMFIP_SKIP) != 0 ? SMFIS_SKIP : SMFIS_CONTINUE
+    }
+    return answer(verdict, step: .body, ctx: ctx, state: state)
+}
+
 let milterEndOfMessage: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
     guard let ctx, let state = connection(ctx) else { return missingState }
     let outcome = state.session.endOfMessage(context: MilterContext(pointer: ctx))
     switch outcome.verdict {
-    case .continue, .accept:
+    case .continue, .accept, .skip:
         for modification in outcome.modifications {
             if let failure = apply(modification, ctx: ctx) {
                 // Some changes may be in already; a tempfail makes the MTA
@@ -205,7 +218,7 @@ private func answer(_ verdict: Verdict, step: Milter.Step?, ctx: OpaquePointer, 
         return SMFIS_NOREPLY
     }
     switch verdict {
-    case .continue: return SMFIS_CONTINUE
+    case .continue, .skip: return SMFIS_CONTINUE
     case .accept: return SMFIS_ACCEPT
     case .discard: return SMFIS_DISCARD
     case .reject(let reply):

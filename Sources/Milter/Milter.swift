@@ -129,6 +129,7 @@ public enum Milter {
         description.xxfi_envfrom = milterMailFrom
         description.xxfi_envrcpt = milterRecipient
         description.xxfi_header = milterHeader
+        description.xxfi_body = milterBody
         description.xxfi_eom = milterEndOfMessage
         description.xxfi_abort = milterAbort
         description.xxfi_close = milterClose

@@ -21,6 +21,9 @@ public protocol MilterSession: AnyObject {
     /// One header, value as raw bytes (the MTA passes 8-bit data unchanged;
     /// folded lines keep their line breaks). Suppress with `Step.headers` off.
     func header(name: String, value: [UInt8], context: MilterContext) -> Verdict
+    /// One chunk of the body. Return `.skip` once nothing more is needed.
+    /// Suppress with `Step.body` off.
+    func body(_ chunk: UnsafeRawBufferPointer, context: MilterContext) -> Verdict
     /// The whole message was received: decide and say what to change.
     func endOfMessage(context: MilterContext) -> MessageOutcome
     /// The message was given up (RSET, a later reject, the client left).
@@ -35,6 +38,7 @@ extension MilterSession {
     public func mailFrom(_ arguments: [String], context: MilterContext) -> Verdict { .continue }
     public func recipient(_ arguments: [String], context: MilterContext) -> Verdict { .continue }
     public func header(name: String, value: [UInt8], context: MilterContext) -> Verdict { .continue }
+    public func body(_ chunk: UnsafeRawBufferPointer, context: MilterContext) -> Verdict { .skip }
     public func endOfMessage(context: MilterContext) -> MessageOutcome { MessageOutcome(verdict: .continue) }
     public func abort() {}
     public func close() {}

@@ -10,6 +10,9 @@ public enum Verdict: Hashable, Sendable {
     case tempfail(Reply)
     /// Accept and silently throw away.
     case discard
+    /// From the body stage only: send no more body chunks (the MTA goes on
+    /// to end of message). Elsewhere it means `.continue`.
+    case skip
 }
 
 /// A change to the message, applied at end of message in the given order.

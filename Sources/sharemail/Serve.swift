@@ -81,14 +81,17 @@ struct Serve: ParsableCommand {
 
 
         let spec = socket ?? configuration.socket
+        // The body is read only to let bounces follow their thread, which
+        // needs the conversation memory; without it the MTA never sends it.
+        let readsBody = configuration.state != nil
         let options = Milter.Options(
             name: "sharemail",
             socket: spec,
             actions: [.addHeaders, .changeHeaders, .addRecipients, .deleteRecipients, .changeSender],
-            steps: [.connect, .mail, .recipient, .headers],
-            // Only RCPT can refuse something; every other step goes on
-            // without making Postfix wait for an answer.
-            replies: [.recipient],
+            steps: readsBody ? [.connect, .mail, .recipient, .headers, .body] : [.connect, .mail, .recipient, .headers],
+            // Only RCPT can refuse something (and the body step says "skip");
+            // every other step goes on without making Postfix wait.
+            replies: readsBody ? [.recipient, .body] : [.recipient],
             macros: [.mail: ["{auth_authen}", "i"], .endOfMessage: ["i"]],
             timeout: 600,
             socketMode: configuration.socketMode.map { mode_t($0) },

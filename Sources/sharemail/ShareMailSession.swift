@@ -23,6 +23,10 @@ final class ShareMailSession: MilterSession {
     private var smtpUTF8 = false
     private var recipients: [String] = []
     private var headers: [Header] = []
+    /// Reading a bounce's body for the Message-ID it quotes (only with a
+    /// conversation memory, which is what needs it).
+    private var bounce: BounceScanner?
+    private var bodyChecked = false
 
     init(policy: PolicyStore, metrics: ShareMailMetrics?, memory: Memory?, inFlight: InFlight, logger: Logger) {
         self.policy = policy
@@ -78,6 +82,16 @@ final class ShareMailSession: MilterSession {
         return .continue
     }
 
+    func body(_ chunk: UnsafeRawBufferPointer, context: MilterContext) -> Verdict {
+        if !bodyChecked {
+            bodyChecked = true
+            if memory != nil, BounceScanner.wants(sender: sender, headers: headers) { bounce = BounceScanner() }
+        }
+        guard bounce != nil else { return .skip }
+        bounce!.feed(chunk)
+        return bounce!.wantsMore ? .continue : .skip
+    }
+
     func endOfMessage(context: MilterContext) -> MessageOutcome {
         defer { resetMessage() }
         let queueID = context.macro("i") ?? "NOQUEUE"
@@ -89,6 +103,7 @@ final class ShareMailSession: MilterSession {
         var facts = MessageFacts(submission: submission, sender: sender, recipients: recipients, headers: headers,
                                  smtpUTF8: smtpUTF8, uniqueToken: "\(UUID().uuidString.lowercased()).sharemail")
         if let memory {
+            facts.bodyMessageIDs = bounce?.messageIDs ?? []
             let queries = engine.memoryQueries(facts)
             if let recalled = memory.recall(queries, engine: engine) {
                 facts.memory = recalled
@@ -121,6 +136,8 @@ final class ShareMailSession: MilterSession {
         smtpUTF8 = false
         recipients.removeAll(keepingCapacity: true)
         headers.removeAll(keepingCapacity: true)
+        bounce = nil
+        bodyChecked = false
     }
 
     /// One line per message, starting with the Postfix queue id as Postfix's

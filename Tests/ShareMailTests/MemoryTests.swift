@@ -111,3 +111,51 @@ struct MemoryTests {
         #expect(plain.memoryUpdates.isEmpty)
     }
 }
+
+@Suite("Reading a bounce for the message it quotes")
+struct BounceScannerTests {
+    @Test("a DSN's text/rfc822-headers part gives the original Message-ID, across chunk boundaries")
+    func dsn() {
+        let body = """
+            --boundary\r
+            Content-Type: message/delivery-status\r
+            \r
+            Reporting-MTA: dns; mx.customer.test\r
+            \r
+            --boundary\r
+            Content-Type: text/rfc822-headers\r
+            \r
+            From: Zhangsan <sales@example.com>\r
+            message-id:\r
+             <staff-1@example.com>\r
+            Message-ID: <second@example.com>\r
+            """
+        var scanner = BounceScanner()
+        let bytes = Array(body.utf8)
+        for start in stride(from: 0, to: bytes.count, by: 7) { scanner.feed(bytes[start..<min(start + 7, bytes.count)]) }
+        scanner.feed(Array("\r\n".utf8))
+        #expect(scanner.messageIDs == ["staff-1@example.com", "second@example.com"])
+    }
+
+    @Test("it reads no more than its limit")
+    func limit() {
+        var scanner = BounceScanner(limit: 100)
+        scanner.feed([UInt8](repeating: 0x41, count: 1_000))
+        #expect(!scanner.wantsMore)
+    }
+
+    @Test("only bounces and reports are scanned")
+    func wants() {
+        #expect(BounceScanner.wants(sender: "<>", headers: []))
+        #expect(BounceScanner.wants(sender: "<a@b.test>", headers: [Header(name: "Content-Type", value: "multipart/report; report-type=delivery-status")]))
+        #expect(!BounceScanner.wants(sender: "<a@b.test>", headers: [Header(name: "Content-Type", value: "text/plain")]))
+    }
+
+    @Test("a bounce's quoted Message-ID is asked about after In-Reply-To and References")
+    func queryOrder() throws {
+        let engine = try seedEngine()
+        var facts = message(internet, from: "<>", to: ["<sales@example.com>"], headers: [("In-Reply-To", "<a@x>")])
+        facts.bodyMessageIDs = ["staff-1@example.com", "a@x"]
+        #expect(engine.memoryQueries(facts).first?.messageIDs == ["a@x", "staff-1@example.com"])
+    }
+}
