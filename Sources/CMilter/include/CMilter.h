@@ -35,6 +35,12 @@ int cmilter_setmlreply(SMFICTX *ctx, const char *rcode, const char *xcode,
 /// is too small.
 int cmilter_format_address(const struct sockaddr *address, char *buffer, size_t size, int *port);
 
+/// Sets TCP_NODELAY on every listening TCP socket of the process (libmilter
+/// does not expose its own). Sockets accepted later inherit it, so the small
+/// packets of a milter conversation are not held back by Nagle's algorithm
+/// waiting for the MTA's delayed ACK. Returns how many sockets it set.
+int cmilter_nodelay_listeners(void);
+
 /// Blocks SIGHUP, SIGTERM, SIGINT and SIGUSR1 in the calling thread, so that
 /// every thread started later inherits the mask and only libmilter's signal
 /// thread (or our own sigwait thread) receives them. Returns 0 or an errno.
