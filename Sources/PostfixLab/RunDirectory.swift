@@ -116,21 +116,29 @@ package func freeLoopbackPort() throws -> UInt16 {
     throw LabError("no unused loopback port found")
 }
 
-/// Binds to port 0 and reads back what the kernel chose.
+/// A port below Linux's ephemeral range (32768–60999) that binds now. A port
+/// the kernel hands out for port 0 is ephemeral: between our probe and the
+/// server's bind, any outgoing connection (another suite's Postfix, smtp-sink
+/// clients) may take it as its local port. Ports below the range are never
+/// given to outgoing connections.
 private func probeFreePort() throws -> UInt16 {
+    var generator = SystemRandomNumberGenerator()
+    for _ in 0..<200 {
+        let port = UInt16.random(in: 20_000...32_000, using: &generator)
+        if try canBind(port) { return port }
+    }
+    throw LabError("no free loopback port between 20000 and 32000")
+}
+
+private func canBind(_ port: UInt16) throws -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw LabError("socket() failed: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
+    address.sin_port = port.bigEndian
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-        }
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    guard bound else { throw LabError("cannot bind a free port: \(String(cString: strerror(errno)))") }
-    return UInt16(bigEndian: address.sin_port)
 }

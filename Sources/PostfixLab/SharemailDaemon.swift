@@ -31,7 +31,7 @@ package final class SharemailDaemon: Sendable {
     package func start() throws {
         unlink(socketPath)  // a stale socket from a killed daemon would look "ready"
         let started = try Command.spawn(
-            [binary, "serve", "--config", configPath, "--socket", "unix:" + socketPath], outputPath: logPath)
+            [binary, "serve", "--config", configPath, "--socket", "unix:" + socketPath, "--log", "stderr"], outputPath: logPath)
         RunDirectory.recordChild(started, in: directory)
         pid.withLock { $0 = started }
 
