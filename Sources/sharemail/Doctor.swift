@@ -12,6 +12,7 @@ struct Doctor: ParsableCommand {
               - sharemail's socket in smtpd_milters and non_smtpd_milters;
               - milter_default_action = tempfail and milter_protocol 6;
               - a chrooted smtpd or cleanup that cannot reach the socket;
+              - smtpd_sasl_authenticated_header, which would show staff logins;
               - sharemail placed before a DKIM signer;
               - each unified and manager address accepted and delivered by Postfix;
               - whether a header-strip rule is needed (it is not: sharemail adds no
@@ -166,6 +167,11 @@ struct DoctorChecks {
             : Finding(level: .fail, text: "milter_protocol = \(protocolVersion): sharemail needs 6 to change the envelope sender",
                       fix: "postconf -e milter_protocol=6"))
         findings += chroot(ours)
+        if postfix.parameters["smtpd_sasl_authenticated_header"] == "yes" {
+            findings.append(Finding(level: .fail,
+                text: "smtpd_sasl_authenticated_header = yes: Received headers name the staff's login (often their own address) in mail that leaves",
+                fix: "postconf -e smtpd_sasl_authenticated_header=no"))
+        }
         for mailbox in configuration.mailboxes {
             findings.append(deliverable(mailbox.address, role: "unified address"))
             if mailbox.manager != mailbox.address { findings.append(deliverable(mailbox.manager, role: "manager of \(mailbox.address)")) }
