@@ -87,7 +87,7 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
         open -= connections.count
         condition.broadcast()
         condition.unlock()
-        for connection in connections { connection.close().whenComplete { _ in } }
+        for connection in connections { Self.dispose(connection) }
         if MultiThreadedEventLoopGroup.currentEventLoop == nil {
             try? group.syncShutdownGracefully()
         } else {
@@ -127,7 +127,7 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
         if keep { idle.append(connection) } else { open -= 1 }
         condition.signal()
         condition.unlock()
-        if !keep { connection.close().whenComplete { _ in } }
+        if !keep { Self.dispose(connection) }
     }
 
     private func discard(_ connection: PostgresConnection) {
@@ -135,7 +135,13 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
         open -= 1
         condition.signal()
         condition.unlock()
-        connection.close().whenComplete { _ in }
+        Self.dispose(connection)
+    }
+
+    /// Closes a connection, keeping it alive until the close is done (postgres-nio asserts
+    /// that a connection is closed before it is released).
+    private static func dispose(_ connection: PostgresConnection) {
+        connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
     }
 
     /// Starts one connection attempt; called with the lock held, releases it meanwhile.
@@ -177,7 +183,7 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
         }
         condition.broadcast()
         condition.unlock()
-        stray?.close().whenComplete { _ in }
+        if let stray { Self.dispose(stray) }
     }
 
     // MARK: Errors

@@ -56,17 +56,17 @@ final class PostgresCluster: Sendable {
             ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-X", "-A", "-t", "-c", sql])
     }
 
-    /// Process id of the postmaster (first line of postmaster.pid).
-    var postmasterPID: pid_t? {
-        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8) else {
-            return nil
-        }
-        return text.split(separator: "\n").first.flatMap { pid_t($0) }
-    }
-
     /// The postmaster and its children (backends), read from /proc.
-    var serverPIDs: [pid_t] {
-        guard let postmaster = postmasterPID else { return [] }
+    var serverPIDs: [pid_t] { Self.serverPIDs(dataDirectory: dataDirectory) }
+
+    private static func serverPIDs(dataDirectory: String) -> [pid_t] {
+        // The postmaster's id is the first line of postmaster.pid.
+        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
+            let postmaster = text.split(separator: "\n").first.flatMap({ pid_t($0) }),
+            // Still this cluster's postmaster, not a process that reused the id.
+            let commandLine = FileManager.default.contents(atPath: "/proc/\(postmaster)/cmdline"),
+            String(decoding: commandLine, as: UTF8.self).contains(dataDirectory)
+        else { return [] }
         var pids = [postmaster]
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for entry in entries {
@@ -83,14 +83,14 @@ final class PostgresCluster: Sendable {
 
     /// Stops the server at once and removes its directory.
     func stop() {
-        _ = try? Self.run(
-            binaries + "/pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"], asServerUser: true)
+        Self.stopServer(dataDirectory: dataDirectory, binaries: binaries)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    /// Stops the server, keeping its files (to test a database that went away).
+    /// Stops the server, keeping its files (to test a database that went away). A clean
+    /// shutdown: with fsync and synchronous_commit off, a crash would lose recent commits.
     func stopServer() throws {
-        try Self.run(binaries + "/pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"], asServerUser: true)
+        try Self.run(binaries + "/pg_ctl", ["-D", dataDirectory, "-m", "fast", "-w", "stop"], asServerUser: true)
     }
 
     // MARK: Setting up
@@ -141,9 +141,18 @@ final class PostgresCluster: Sendable {
             guard fields.count >= 2, let owner = pid_t(fields[1]) else { continue }
             if kill(owner, 0) == 0 || errno != ESRCH { continue }  // its test process still runs
             let directory = "\(parent)/\(entry)"
-            _ = try? run(binaries + "/pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "stop"], asServerUser: true)
+            stopServer(dataDirectory: directory + "/data", binaries: binaries)
             try? FileManager.default.removeItem(atPath: directory)
         }
+    }
+
+    /// Immediate shutdown, whatever state the server is in: a crashed test may have left it
+    /// frozen (SIGSTOP), so it is woken first, and killed if pg_ctl cannot stop it.
+    private static func stopServer(dataDirectory: String, binaries: String) {
+        let pids = serverPIDs(dataDirectory: dataDirectory)
+        for pid in pids { kill(pid, SIGCONT) }
+        _ = try? run(binaries + "/pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "-t", "10", "stop"], asServerUser: true)
+        for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
     }
 
     /// A port nobody listens on now (bind to 0, read it back, close).
@@ -166,31 +175,41 @@ final class PostgresCluster: Sendable {
     }
 
     /// Runs a program to completion; throws with its output when it fails.
+    ///
+    /// posix_spawn and waitpid, not Foundation's Process: on Linux, Process learns of the
+    /// exit through a descriptor the child inherits, and the server that pg_ctl leaves
+    /// running would hold it open, so waitUntilExit would never return.
     @discardableResult
     static func run(_ program: String, _ arguments: [String], asServerUser: Bool = false) throws -> String {
-        let process = Process()
-        if asServerUser && getuid() == 0 {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", "postgres", "--", program] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: program)
-            process.arguments = arguments
-        }
-        // Output goes to a file, not a pipe: pg_ctl's server inherits nothing that could block us.
+        let command =
+            asServerUser && getuid() == 0
+            ? ["/usr/sbin/runuser", "-u", "postgres", "--", program] + arguments : [program] + arguments
+        // From "/", which the server's user can always read (unlike, perhaps, our working directory).
+        let argv = ["/bin/sh", "-c", "cd / && exec \"$0\" \"$@\""] + command
         let outputPath = NSTemporaryDirectory() + "sharemail-pg-\(UUID().uuidString).out"
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        try process.run()
-        process.waitUntilExit()
-        try? output.close()
+        defer { unlink(outputPath) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+
+        let cArguments = argv.map { strdup($0) } + [nil]
+        defer { for argument in cArguments { free(argument) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArguments, environ)
+        guard spawned == 0 else { throw ClusterError("spawn \(command[0]): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        guard process.terminationStatus == 0 else {
-            throw ClusterError("\(program) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        let exited = status & 0x7f == 0
+        let code = (status >> 8) & 0xff
+        guard exited && code == 0 else {
+            throw ClusterError(
+                "\(command.joined(separator: " ")) \(exited ? "exited \(code)" : "killed by signal \(status & 0x7f)"): \(text)")
         }
         return text
     }
