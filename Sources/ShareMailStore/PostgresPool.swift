@@ -1,8 +1,9 @@
 // A small pool of PostgreSQL connections for synchronous callers.
 //
-// libmilter's worker threads are plain pthreads: they block on a condition
-// (never on an event loop thread) until a connection is free, then block on
-// the query's future with the call's deadline. Connections are made on one
+// libmilter's worker threads are plain pthreads: they queue (never on an
+// event loop thread) until a connection is handed to them, first come first
+// served so no session starves under load, then block on the query's future
+// with the call's deadline. Connections are made on one
 // private event loop. A failed connect starts a back-off (1 s, doubling to
 // 5 s) during which calls fail at once instead of trying again, so a down
 // database costs mail nothing but a log line.
@@ -12,14 +13,15 @@ import NIOCore
 import NIOPosix
 import PostgresNIO
 
-final class PostgresPool: @unchecked Sendable {  // mutable state below is guarded by `condition`
+final class PostgresPool: @unchecked Sendable {  // mutable state below is guarded by `lock`
     private let group: MultiThreadedEventLoopGroup  // one thread: a handful of connections need no more
     private let configuration: PostgresConnection.Configuration
     private let maximum: Int  // connections at most
     private let logger: Logger
 
-    private let condition = NSCondition()
-    private var idle: [PostgresConnection] = []  // ready to lend
+    private let lock = NSLock()
+    private var idle: [PostgresConnection] = []  // ready to lend (only while nobody waits)
+    private var waiters: [Waiter] = []  // callers waiting for a connection, oldest first
     private var open = 0  // idle + lent + being established
     private var connecting = 0  // being established
     private var retryAt: DispatchTime?  // no connect attempt before this
@@ -76,17 +78,17 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
     }
 
     func close() {
-        condition.lock()
+        lock.lock()
         guard !closed else {
-            condition.unlock()
+            lock.unlock()
             return
         }
         closed = true
         let connections = idle
         idle = []
         open -= connections.count
-        condition.broadcast()
-        condition.unlock()
+        wakeAllWaiters()
+        lock.unlock()
         for connection in connections { Self.dispose(connection) }
         if MultiThreadedEventLoopGroup.currentEventLoop == nil {
             try? group.syncShutdownGracefully()
@@ -97,44 +99,81 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
 
     // MARK: Lending
 
+    /// A caller waiting for a connection. Fields are guarded by the pool's lock.
+    private final class Waiter: @unchecked Sendable {
+        let semaphore = DispatchSemaphore(value: 0)
+        var connection: PostgresConnection?  // handed over by `handOver`
+        var woken = false  // the pool's state changed (connect failed, closed): look again
+    }
+
     private func acquire(deadline: Deadline) throws -> PostgresConnection {
         guard MultiThreadedEventLoopGroup.currentEventLoop == nil else { throw StoreError.calledOnEventLoop }
-        let until = Date(timeIntervalSinceNow: deadline.remaining.seconds)
-        condition.lock()
-        defer { condition.unlock() }
-        var timedOut = false
+        lock.lock()
+        defer { lock.unlock() }
         while true {
             if closed { throw StoreError.closed }
-            while let connection = idle.popLast() {
-                if !connection.isClosed { return connection }
-                open -= 1  // the server or the network closed it: reconnect below
+            if waiters.isEmpty {  // nobody was here first
+                while let connection = idle.popLast() {
+                    if !connection.isClosed { return connection }
+                    open -= 1  // the server or the network closed it: reconnect below
+                }
             }
             if let retryAt, DispatchTime.now() < retryAt {
                 throw StoreError.unavailable(reason: lastError)
             }
-            if timedOut { throw StoreError.timeout }
-            if open < maximum && connecting == 0 {
-                startConnecting()
-                continue  // a refused connect may already have failed
+            if deadline.remaining == .zero { throw StoreError.timeout }
+            if open < maximum && connecting < waiters.count + 1 {
+                startConnecting()  // lands in `handOver`, perhaps for an older waiter
             }
-            timedOut = !condition.wait(until: until)
+            let waiter = Waiter()
+            waiters.append(waiter)
+            lock.unlock()
+            let signalled = waiter.semaphore.wait(timeout: deadline.instant) == .success
+            lock.lock()
+            if let connection = waiter.connection {
+                if connection.isClosed {
+                    open -= 1
+                    continue
+                }
+                return connection
+            }
+            waiters.removeAll { $0 === waiter }
+            if !signalled || !waiter.woken { throw StoreError.timeout }
         }
     }
 
+    /// Gives a connection to the oldest waiter, or keeps it idle. Called with the lock held.
+    private func handOver(_ connection: PostgresConnection) {
+        if waiters.isEmpty {
+            idle.append(connection)
+        } else {
+            let waiter = waiters.removeFirst()
+            waiter.connection = connection
+            waiter.semaphore.signal()
+        }
+    }
+
+    /// Makes every waiter look at the pool again (back-off started, pool closed). Lock held.
+    private func wakeAllWaiters() {
+        for waiter in waiters {
+            waiter.woken = true
+            waiter.semaphore.signal()
+        }
+        waiters.removeAll()
+    }
+
     private func release(_ connection: PostgresConnection) {
-        condition.lock()
+        lock.lock()
         let keep = !closed && !connection.isClosed
-        if keep { idle.append(connection) } else { open -= 1 }
-        condition.signal()
-        condition.unlock()
+        if keep { handOver(connection) } else { open -= 1 }
+        lock.unlock()
         if !keep { Self.dispose(connection) }
     }
 
     private func discard(_ connection: PostgresConnection) {
-        condition.lock()
+        lock.lock()
         open -= 1
-        condition.signal()
-        condition.unlock()
+        lock.unlock()
         Self.dispose(connection)
     }
 
@@ -144,21 +183,19 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
         connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
     }
 
-    /// Starts one connection attempt; called with the lock held, releases it meanwhile.
+    /// Starts one connection attempt. Called with the lock held; the attempt completes
+    /// asynchronously (postgres-nio submits it to the event loop) in `connected`.
     private func startConnecting() {
         open += 1
         connecting += 1
         nextID += 1
-        let id = nextID
-        condition.unlock()
-        defer { condition.lock() }
-        PostgresConnection.connect(on: group.next(), configuration: configuration, id: id, logger: logger)
+        PostgresConnection.connect(on: group.next(), configuration: configuration, id: nextID, logger: logger)
             .whenComplete { result in self.connected(result) }
     }
 
-    /// Runs on the event loop: hands the new connection to the waiters, or starts the back-off.
+    /// Runs on the event loop: hands the new connection over, or starts the back-off.
     private func connected(_ result: Result<PostgresConnection, any Error>) {
-        condition.lock()
+        lock.lock()
         connecting -= 1
         var stray: PostgresConnection?
         switch result {
@@ -167,10 +204,12 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
                 open -= 1
                 stray = connection
             } else {
-                idle.append(connection)
                 if retryAt != nil { logger.notice("conversation store reachable again") }
                 retryAt = nil
                 backoff = .seconds(1)
+                handOver(connection)
+                // More callers waiting than connections on the way: open another.
+                if waiters.count > connecting && open < maximum { startConnecting() }
             }
         case .failure(let error):
             open -= 1
@@ -180,9 +219,9 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
                 "conversation store unreachable, next attempt in \(backoff)",
                 metadata: ["error": "\(lastError)"])
             backoff = min(backoff * 2, .seconds(5))
+            wakeAllWaiters()
         }
-        condition.broadcast()
-        condition.unlock()
+        lock.unlock()
         if let stray { Self.dispose(stray) }
     }
 
