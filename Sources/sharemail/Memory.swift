@@ -17,6 +17,8 @@ final class Memory: Sendable {
 
     private struct State {
         var store: (any ConversationStore)?
+        /// An open attempt is under way on its own thread.
+        var opening = false
         /// No new attempt to open before this time.
         var retryAfter = ContinuousClock.now
     }
@@ -30,24 +32,48 @@ final class Memory: Sendable {
         self.logger = logger
     }
 
-    /// The open store, opening it if it is time to try. nil: route without.
+    /// Opens the store now, on the calling thread (at start-up). A failure
+    /// is logged; later `store()` calls retry in the background.
+    func openNow() {
+        guard let store = open() else { return }
+        state.withLock { $0.store = store }
+    }
+
+    /// The open store, or nil (route without memory). When there is none and
+    /// it is time to try again, a background thread opens it: opening can
+    /// take seconds (connect, migrations) and no message waits for that.
     func store() -> (any ConversationStore)? {
-        state.withLock { state in
-            if let store = state.store { return store }
-            guard ContinuousClock.now >= state.retryAfter else { return nil }
-            state.retryAfter = ContinuousClock.now + Self.retryInterval
-            do {
-                let store = try Stores.open(location, logger: logger, timeout: timeout)
-                state.store = store
-                logger.info("conversation memory open", metadata: ["state": "\(Self.redacted(location))"])
-                return store
-            } catch {
-                errors.increment()
-                logger.error("conversation memory unavailable: routing by names", metadata: [
-                    "state": "\(Self.redacted(location))", "error": "\(error)",
-                ])
-                return nil
+        let startOpening: Bool = state.withLock { state in
+            guard state.store == nil, !state.opening, ContinuousClock.now >= state.retryAfter else { return false }
+            state.opening = true
+            return true
+        }
+        if startOpening {
+            let thread = Thread { [self] in
+                let store = open()
+                state.withLock { state in
+                    state.opening = false
+                    state.store = store
+                }
             }
+            thread.name = "sharemail-store-open"
+            thread.start()
+        }
+        return state.withLock { $0.store }
+    }
+
+    private func open() -> (any ConversationStore)? {
+        do {
+            let store = try Stores.open(location, logger: logger, timeout: timeout)
+            logger.info("conversation memory open", metadata: ["state": "\(Self.redacted(location))"])
+            return store
+        } catch {
+            errors.increment()
+            state.withLock { $0.retryAfter = ContinuousClock.now + Self.retryInterval }
+            logger.error("conversation memory unavailable: routing by names", metadata: [
+                "state": "\(Self.redacted(location))", "error": "\(error)",
+            ])
+            return nil
         }
     }
 
@@ -57,17 +83,25 @@ final class Memory: Sendable {
         guard !queries.isEmpty else { return [:] }
         guard let store = store() else { return nil }
         var result: [EmailAddress: ConversationMemory] = [:]
+        // One budget for all of a message's lookups, not one per call.
+        let deadline = ContinuousClock.now + timeout
+        func inTime() throws {
+            if ContinuousClock.now > deadline { throw StoreError.timeout }
+        }
         do {
             for query in queries {
+                try inTime()
                 let mailbox = query.mailbox.value
                 let sticky = engine.configuration.mailboxes.first { $0.address == query.mailbox }?.stickyCustomers ?? false
                 var memory = ConversationMemory()
                 memory.assigned = try store.assignedStaff(messageIDs: query.messageIDs, customer: query.customer?.value,
                                                           mailbox: mailbox).flatMap(EmailAddress.init)
                 if memory.assigned == nil, !query.messageIDs.isEmpty {
+                    try inTime()
                     memory.threadOwner = try store.threadOwner(messageIDs: query.messageIDs, mailbox: mailbox).flatMap(EmailAddress.init)
                 }
                 if sticky, memory.assigned == nil, memory.threadOwner == nil, let customer = query.customer {
+                    try inTime()
                     memory.lastStaff = try store.lastStaff(customer: customer.value, mailbox: mailbox).flatMap(EmailAddress.init)
                 }
                 result[query.mailbox] = memory
@@ -130,7 +164,8 @@ final class Memory: Sendable {
     private func failed(_ what: String, _ error: any Error) {
         errors.increment()
         logger.warning("conversation memory \(what) failed: routing continues without it", metadata: ["error": "\(error)"])
-        if case StoreError.closed = error as? StoreError ?? .closed {
+        // The store reconnects by itself; only a closed one must be reopened.
+        if (error as? StoreError) == .closed {
             state.withLock { $0.store = nil }
         }
     }

@@ -133,7 +133,7 @@ struct Serve: ParsableCommand {
     static func startMemory(_ configuration: Configuration, logger: Logger) -> Memory? {
         guard let state = configuration.state, let location = StoreLocation(state) else { return nil }
         let memory = Memory(location: location, timeout: .milliseconds(configuration.stateTimeoutMilliseconds), logger: logger)
-        _ = memory.store()
+        memory.openNow()
         memory.startPruning(retentionDays: configuration.retentionDays)
         return memory
     }
