@@ -108,7 +108,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ShareMailStoreTests",
-            dependencies: ["ShareMailStore"]
+            dependencies: ["ShareMailStore", "PostfixLab"]
         ),
         // The command line as an admin meets it: golden output, exit codes, JSON.
         .testTarget(
