@@ -191,6 +191,12 @@ public struct Directory: Sendable {
 
     public func staff(address: EmailAddress) -> StaffReference? { staffByAddress[address] }
     public func staff(login: String) -> StaffReference? { staffByLogin[login.lowercased()] }
+
+    /// A staff named the way an admin names one on the command line: by
+    /// SASL login or by address.
+    public func staff(loginOrAddress text: String) -> StaffReference? {
+        staff(login: text) ?? EmailAddress(text).flatMap(staff(address:))
+    }
     public func mailbox(address: EmailAddress) -> Int? { mailboxByAddress[address] }
 
     /// The staff of mailbox `mailbox` whose name or alias is `displayName`.

@@ -70,7 +70,7 @@ struct Assign: ParsableCommand {
         let (configuration, store) = try openStore(config: config)
         defer { store.close() }
         let directory = Directory(configuration)
-        guard let reference = directory.staff(login: to) ?? EmailAddress(to).flatMap(directory.staff(address:)) else {
+        guard let reference = directory.staff(loginOrAddress: to) else {
             FileHandle.standardError.write(Data("sharemail assign: \"\(to)\" is no staff login or address in \(config)\n".utf8))
             throw ExitCode(64)
         }
@@ -149,7 +149,7 @@ struct Log: ParsableCommand {
         let directory = Directory(configuration)
         var staffAddress: String?
         if let staff {
-            guard let reference = directory.staff(login: staff) ?? EmailAddress(staff).flatMap(directory.staff(address:)) else {
+            guard let reference = directory.staff(loginOrAddress: staff) else {
                 FileHandle.standardError.write(Data("sharemail log: \"\(staff)\" is no staff login or address\n".utf8))
                 throw ExitCode(64)
             }
