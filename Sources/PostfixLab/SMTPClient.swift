@@ -81,6 +81,12 @@ package final class SMTPClient {
     package func data(_ message: [UInt8]) throws -> SMTPReply {
         let go = try command("DATA")
         guard go.code == 354 else { return go }
+        try send(Self.wire(message) + Array(".\r\n".utf8), logAs: "C: <message, \(message.count) bytes>\nC: .")
+        return try readReply()
+    }
+
+    /// The message as it goes after DATA: CRLF line ends, dot-stuffed, without the final dot.
+    package static func wire(_ message: [UInt8]) -> [UInt8] {
         var wire: [UInt8] = []
         wire.reserveCapacity(message.count + message.count / 40 + 8)
         for var line in message.split(separator: 0x0A, omittingEmptySubsequences: false).dropLast(message.last == 0x0A ? 1 : 0) {
@@ -89,10 +95,18 @@ package final class SMTPClient {
             wire += line
             wire += [0x0D, 0x0A]
         }
-        wire += Array(".\r\n".utf8)
-        try send(wire, logAs: "C: <message, \(message.count) bytes>\nC: .")
-        return try readReply()
+        return wire
     }
+
+    // MARK: Step by step (the fault tests: a DATA phase cut in two, "was the dot sent?")
+
+    /// Writes bytes as they are, without waiting for a reply (part of a DATA phase, say).
+    package func write(_ bytes: [UInt8], logAs: String? = nil) throws {
+        try send(bytes, logAs: logAs ?? "C: <\(bytes.count) bytes>")
+    }
+
+    /// Reads the next reply (the one to the final dot, after `write`).
+    package func reply() throws -> SMTPReply { try readReply() }
 
     package func quit() {
         _ = try? command("QUIT")

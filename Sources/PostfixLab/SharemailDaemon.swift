@@ -74,6 +74,56 @@ package final class SharemailDaemon: Sendable {
 
     package var isRunning: Bool { pid.withLock { $0 != nil } }
 
+    /// The running daemon's process id; nil while stopped.
+    package var processID: pid_t? { pid.withLock { $0 } }
+
+    // MARK: Faults and operations (the fault tests)
+
+    /// Sends `signal` to the running daemon (SIGUSR1: reload; SIGTERM: drain and stop). The
+    /// daemon stays "running" for the harness until `waitForExit` has seen it go.
+    package func send(signal: Int32) throws {
+        guard let running = processID else { throw LabError("sharemail is not running: cannot send signal \(signal)") }
+        guard Glibc.kill(running, signal) == 0 else {
+            throw LabError("kill(\(running), \(signal)) failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// `kill -USR1`: what systemd's ExecReload does.
+    package func reload() throws { try send(signal: SIGUSR1) }
+
+    /// Waits for the daemon to exit (after SIGTERM, say) and reaps it; returns its exit status
+    /// (128+signal when killed), or nil if it still runs after `timeout`.
+    package func waitForExit(timeout: Duration) throws -> Int32? {
+        guard let running = processID else { return nil }
+        guard let status = try Command.wait(running, timeout: timeout) else { return nil }
+        pid.withLock { if $0 == running { $0 = nil } }
+        return status
+    }
+
+    /// Replaces the configuration file as an admin's editor or config management does: a new
+    /// file renamed over the old one, so the daemon reads either the old or the new text whole.
+    /// Takes effect at the next `reload()` or start.
+    package func rewriteConfig(_ text: String) throws {
+        let scratch = configPath + ".new"
+        try text.write(toFile: scratch, atomically: false, encoding: .utf8)
+        guard rename(scratch, configPath) == 0 else {
+            throw LabError("cannot rename \(scratch) to \(configPath): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// SIGKILL, a pause, then a fresh start (which waits for the socket): the "milter
+    /// crashed and systemd restarted it" case.
+    package func crashAndRestart(after pause: Duration = .seconds(1)) throws {
+        kill()
+        let (seconds, attoseconds) = pause.components
+        usleep(useconds_t(seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+        try start()
+    }
+
+    /// True while something accepts connections on the milter socket (false once a stopping
+    /// libmilter has closed its listener).
+    package var acceptsConnections: Bool { Self.canConnect(unixSocket: socketPath) }
+
     package func logOffset() -> UInt64 {
         (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? UInt64) ?? 0
     }
