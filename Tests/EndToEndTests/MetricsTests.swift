@@ -1,0 +1,129 @@
+import Foundation
+import Glibc
+import PostfixLab
+import Synchronization
+import Testing
+
+/// The port of the metrics endpoint, picked the way PostfixLab picks Postfix's.
+enum MetricsPort {
+    static let port: UInt16 = (try? freeLoopbackPort()) ?? 29_325
+    static let config = "metrics = \"127.0.0.1:\(port)\"\n" + SharemailConfig.standard()
+}
+
+/// The Prometheus endpoint (`metrics = "127.0.0.1:PORT"`) after real mail went through Postfix.
+@Suite("Metrics endpoint", .serialized, .e2eEnvironment(sharemail: MetricsPort.config))
+struct MetricsTests {
+    static var port: UInt16 { MetricsPort.port }
+
+    let env: E2EEnvironment
+
+    init() throws {
+        env = try E2EEnvironment.current()
+        try env.beginTest()
+    }
+
+    @Test("Messages by direction and action, refused recipients, decision times and reloads are counted")
+    func countersMove() throws {
+        let sharemail = try #require(env.sharemail)
+        let before = try Self.scrape()
+        #expect(before.value("sharemail_decision_seconds_count") ?? 0 == 0, "\(before.text)")
+
+        let inbound = try env.send(as: .internet, from: "customer@customer.test", to: ["sales@example.com"],
+                                   message: message(["From: customer@customer.test", "To: sales@example.com", "Subject: m1"]))
+        let outbound = try env.send(as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["customer@customer.test"],
+                                    message: message(["From: zhangsan@example.com", "To: customer@customer.test", "Subject: m2"]))
+        let refused = try env.send(as: .internet, from: "customer@customer.test", to: ["lisi@example.com"],
+                                   message: message(["From: customer@customer.test", "To: lisi@example.com", "Subject: m3"]))
+        #expect(inbound.accepted && outbound.accepted, "\(inbound)\n\(outbound)\n\(env.diagnostics)")
+        #expect(refused.rcpt.first?.code == 550, "\(refused)")
+
+        // One good reload, one refused.
+        try sharemail.reload()
+        #expect(poll(timeout: .seconds(10)) { sharemail.log(since: 0).contains("configuration reloaded") })
+        let good = try String(contentsOfFile: sharemail.configPath, encoding: .utf8)
+        try sharemail.rewriteConfig("colour = \"blue\"\n" + good)
+        try sharemail.reload()
+        #expect(poll(timeout: .seconds(10)) { sharemail.log(since: 0).contains("reload refused") })
+        try sharemail.rewriteConfig(good)
+
+        let after = try Self.scrape()
+        let messages = "sharemail_messages_total"
+        #expect(after.value(messages, ["direction": "inbound", "action": "accept"]) == 1, "\(after.text)")
+        #expect(after.value(messages, ["direction": "staff", "action": "accept"]) == 1, "\(after.text)")
+        #expect(after.value(messages, ["direction": "inbound", "action": "reject"]) ?? 0 == 0, "\(after.text)")
+        #expect(after.value("sharemail_recipients_rejected_total") == 1, "\(after.text)")
+        #expect(after.value("sharemail_decision_seconds_count") == 2, "\(after.text)")
+        #expect(after.value("sharemail_decision_seconds_bucket", ["le": "+Inf"]) == 2, "\(after.text)")
+        #expect((after.value("sharemail_decision_seconds_sum") ?? 0) > 0, "\(after.text)")
+        #expect(after.value("sharemail_config_reloads_total", ["result": "success"]) == 1, "\(after.text)")
+        #expect(after.value("sharemail_config_reloads_total", ["result": "failure"]) == 1, "\(after.text)")
+    }
+
+    @Test("Anything but /metrics is a 404")
+    func notFound() throws {
+        let response = try Self.get("/")
+        #expect(response.hasPrefix("HTTP/1.1 404"), "\(response)")
+    }
+
+    // MARK: A scrape
+
+    /// Prometheus text: `name{label="value",…} number` lines.
+    struct Scrape {
+        let text: String
+
+        /// The sample named `name` whose labels include `labels` (order and other labels ignored).
+        func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                let parts = line.split(separator: " ")
+                guard parts.count >= 2 else { continue }
+                let series = parts[0]
+                let (sampleName, labelText) = series.firstIndex(of: "{").map {
+                    (series[..<$0], series[$0...])
+                } ?? (series[...], "")
+                guard sampleName == name else { continue }
+                if labels.allSatisfy({ labelText.contains("\($0.key)=\"\($0.value)\"") }) { return Double(parts[1]) }
+            }
+            return nil
+        }
+    }
+
+    static func scrape() throws -> Scrape {
+        let response = try get("/metrics")
+        guard response.hasPrefix("HTTP/1.1 200"), let body = response.range(of: "\r\n\r\n") else {
+            throw LabError("GET /metrics: \(response.prefix(500))")
+        }
+        return Scrape(text: String(response[body.upperBound...]))
+    }
+
+    /// A plain HTTP/1.1 GET on 127.0.0.1:`port`; the server closes after the response.
+    static func get(_ path: String) throws -> String {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw LabError("socket(): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        guard connected else { throw LabError("cannot connect to the metrics port \(port): \(String(cString: strerror(errno)))") }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
+            throw LabError("cannot send the request: \(String(cString: strerror(errno)))")
+        }
+        var response: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count == 0 { break }
+            guard count > 0 else { throw LabError("reading the response: \(String(cString: strerror(errno)))") }
+            response += chunk[..<count]
+        }
+        return String(decoding: response, as: UTF8.self)
+    }
+}
