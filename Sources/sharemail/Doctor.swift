@@ -194,6 +194,23 @@ struct DoctorChecks {
                             fix: "postconf -e '\(name) = \(([postfixSpelling(ours)] + entries).joined(separator: ", "))'")]
         }
         var findings = [Finding(level: .ok, text: "\(name) lists sharemail")]
+        // Postfix 3.0's `{ socket, name=value, … }` settings override the global ones for this milter.
+        let (socketItem, settings) = Self.milterGroup(entries[index])
+        func without(_ key: String) -> String {
+            var fixed = entries
+            let kept = settings.filter { $0.key != key }
+            fixed[index] = kept.isEmpty ? socketItem
+                : "{ " + ([socketItem] + kept.map { "\($0.key)=\($0.value)" }).joined(separator: ", ") + " }"
+            return "postconf -e '\(name) = \(fixed.joined(separator: ", "))'"
+        }
+        if let action = settings.first(where: { $0.key == "default_action" })?.value, action != "tempfail" {
+            findings.append(Finding(level: .fail, text: "\(name): sharemail's entry sets default_action=\(action), overriding milter_default_action: if sharemail is down, staff mail would leave with the staff's own address and the manager's copy would be missing",
+                                    fix: without("default_action")))
+        }
+        if let version = settings.first(where: { $0.key == "protocol" }).flatMap({ Int($0.value) }), version < 6 {
+            findings.append(Finding(level: .fail, text: "\(name): sharemail's entry sets protocol=\(version), overriding milter_protocol: sharemail needs 6 to change the envelope sender",
+                                    fix: without("protocol")))
+        }
         let signersBefore = entries[..<index].filter { entry in Self.signerHints.contains { entry.lowercased().contains($0) } }
         if !signersBefore.isEmpty {
             var reordered = entries
@@ -205,6 +222,19 @@ struct DoctorChecks {
             findings.append(Finding(level: .ok, text: "\(name): sharemail runs before \(entries[(index + 1)...].joined(separator: ", "))"))
         }
         return findings
+    }
+
+    /// `{ unix:/path, default_action=accept }` → ("unix:/path", [("default_action", "accept")]);
+    /// a plain entry has no settings. Postfix separates the items with commas or white space.
+    static func milterGroup(_ entry: String) -> (socket: String, settings: [(key: String, value: String)]) {
+        guard entry.hasPrefix("{") else { return (entry, []) }
+        let items = entry.trimmingCharacters(in: "{} \t").split(whereSeparator: { ", \t\n".contains($0) }).map(String.init)
+        guard let socket = items.first else { return (entry, []) }
+        let settings = items.dropFirst().compactMap { item -> (key: String, value: String)? in
+            guard let eq = item.firstIndex(of: "=") else { return nil }
+            return (String(item[..<eq]), String(item[item.index(after: eq)...]))
+        }
+        return (socket, settings)
     }
 
     func parameter(_ name: String, expected: String, why: String) -> Finding {
