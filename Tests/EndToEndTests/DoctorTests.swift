@@ -115,12 +115,13 @@ struct DoctorTests {
     // MARK: Broken copies
 
     enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
-        case defaultActionAccept, dkimBeforeSharemail, nonSMTPDMiltersEmpty, chrootedSMTPD, unifiedNotDeliverable,
-             oldMilterProtocol
+        case defaultActionAccept, perMilterDefaultActionAccept, dkimBeforeSharemail, nonSMTPDMiltersEmpty,
+             chrootedSMTPD, unifiedNotDeliverable, oldMilterProtocol
 
         var testDescription: String {
             switch self {
             case .defaultActionAccept: "milter_default_action = accept"
+            case .perMilterDefaultActionAccept: "non_smtpd_milters = { sharemail, default_action=accept } (Postfix 3.0 syntax)"
             case .dkimBeforeSharemail: "a DKIM milter (inet:127.0.0.1:8891) before sharemail in smtpd_milters"
             case .nonSMTPDMiltersEmpty: "non_smtpd_milters emptied"
             case .chrootedSMTPD: "smtpd chrooted in master.cf"
@@ -136,6 +137,8 @@ struct DoctorTests {
         switch breakage {
         case .defaultActionAccept:
             try postconf(directory, ["-e", "milter_default_action = accept"])
+        case .perMilterDefaultActionAccept:
+            try postconf(directory, ["-e", "non_smtpd_milters = { \(socket), default_action=accept }"])
         case .dkimBeforeSharemail:
             try postconf(directory, ["-e", "smtpd_milters = inet:127.0.0.1:8891, \(socket)"])
         case .nonSMTPDMiltersEmpty:
@@ -160,6 +163,9 @@ struct DoctorTests {
         switch breakage {
         case .defaultActionAccept:
             return ("milter_default_action = accept:", "postconf -e milter_default_action=tempfail")
+        case .perMilterDefaultActionAccept:
+            return ("non_smtpd_milters: sharemail's entry sets default_action=accept",
+                    "postconf -e 'non_smtpd_milters = \(socket)'")
         case .dkimBeforeSharemail:
             return ("smtpd_milters: inet:127.0.0.1:8891 runs before sharemail",
                     "postconf -e 'smtpd_milters = \(socket), inet:127.0.0.1:8891'")
@@ -191,13 +197,15 @@ struct DoctorTests {
 
     @Test("every breakage at once: one FAIL with a fix for each")
     func allBreakagesAreFound() throws {
+        // The per-milter default_action lives in non_smtpd_milters, which another breakage empties.
+        let breakages = Breakage.allCases.filter { $0 != .perMilterDefaultActionAccept }
         let copy = try copyOfConf()
-        for breakage in Breakage.allCases { try apply(breakage, to: copy) }
+        for breakage in breakages { try apply(breakage, to: copy) }
         let report = try doctor(postfix: copy)
         #expect(report.status == 1, "\(report)")
-        #expect(report.output.contains("\(Breakage.allCases.count) problem(s) found"), "\(report)")
-        #expect(report.failures.count == Breakage.allCases.count, "\(report)")
-        for breakage in Breakage.allCases {
+        #expect(report.output.contains("\(breakages.count) problem(s) found"), "\(report)")
+        #expect(report.failures.count == breakages.count, "\(report)")
+        for breakage in breakages {
             let (text, _) = try expectedFailure(breakage)
             let failure = report.failures.first { $0.text.hasPrefix(text) }
             #expect(failure?.fix?.isEmpty == false, "\(breakage.testDescription): no FAIL \"\(text)…\" with a fix:\n\(report)")
