@@ -116,7 +116,7 @@ struct DoctorTests {
 
     enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case defaultActionAccept, perMilterDefaultActionAccept, dkimBeforeSharemail, nonSMTPDMiltersEmpty,
-             chrootedSMTPD, unifiedNotDeliverable, oldMilterProtocol
+             chrootedSMTPD, unifiedNotDeliverable, oldMilterProtocol, saslLoginInReceived
 
         var testDescription: String {
             switch self {
@@ -127,6 +127,7 @@ struct DoctorTests {
             case .chrootedSMTPD: "smtpd chrooted in master.cf"
             case .unifiedNotDeliverable: "sales@ removed from virtual_alias_maps and virtual_mailbox_maps"
             case .oldMilterProtocol: "milter_protocol = 2"
+            case .saslLoginInReceived: "smtpd_sasl_authenticated_header = yes"
             }
         }
     }
@@ -154,6 +155,8 @@ struct DoctorTests {
                                      "virtual_mailbox_maps = texthash:\(directory)/vmailbox"])
         case .oldMilterProtocol:
             try postconf(directory, ["-e", "milter_protocol = 2"])
+        case .saslLoginInReceived:
+            try postconf(directory, ["-e", "smtpd_sasl_authenticated_header = yes"])
         }
     }
 
@@ -179,6 +182,8 @@ struct DoctorTests {
                     "add it to virtual_mailbox_maps")
         case .oldMilterProtocol:
             return ("milter_protocol = 2:", "postconf -e milter_protocol=6")
+        case .saslLoginInReceived:
+            return ("smtpd_sasl_authenticated_header = yes:", "postconf -e smtpd_sasl_authenticated_header=no")
         }
     }
 
