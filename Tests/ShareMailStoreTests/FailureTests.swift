@@ -3,6 +3,7 @@
 // between reconnect attempts), and the store comes back by itself.
 import Foundation
 import Glibc
+import PostfixLab
 import Testing
 
 @testable import ShareMailStore

@@ -4,6 +4,7 @@
 import Dispatch
 import Foundation
 import Logging
+import PostfixLab
 import Testing
 
 @testable import ShareMailStore

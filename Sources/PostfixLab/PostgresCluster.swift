@@ -1,24 +1,23 @@
 // A private PostgreSQL cluster for tests: initdb into a fresh directory under
 // /tmp/sharemail-pg, trust authentication, listening on 127.0.0.1 at a free
 // port with its socket in that directory; never the system's own cluster.
-// Self-contained on purpose (Foundation and Glibc only), so it can move to a
-// shared test library.
+// Self-contained (Foundation and Glibc only): the store tests and the
+// end-to-end tests (two MX hosts sharing one database) both start it.
 import Foundation
 import Glibc
-import Testing
 
-final class PostgresCluster: Sendable {
+package final class PostgresCluster: Sendable {
     /// Parent of every cluster; a crashed run's clusters are stopped and removed from here.
-    static let parent = "/tmp/sharemail-pg"
+    package static let parent = "/tmp/sharemail-pg"
 
-    let directory: String  // run-<pid>-<n>, owned by the server's user
-    let port: Int  // on 127.0.0.1
+    package let directory: String  // run-<pid>-<n>, owned by the server's user
+    package let port: Int  // on 127.0.0.1
     private let binaries: String  // /usr/lib/postgresql/<version>/bin
 
-    var dataDirectory: String { directory + "/data" }
+    package var dataDirectory: String { directory + "/data" }
 
     /// Starts a new cluster (stale ones from dead test processes are cleaned up first).
-    static func start() throws -> PostgresCluster {
+    package static func start() throws -> PostgresCluster {
         let binaries = try findBinaries()
         try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
         removeStaleClusters(binaries: binaries)
@@ -42,7 +41,7 @@ final class PostgresCluster: Sendable {
     }
 
     /// A new, empty database; returns its URL.
-    func createDatabase() throws -> String {
+    package func createDatabase() throws -> String {
         let name = "sharemail_" + UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: "")
         try Self.run(binaries + "/createdb", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", name])
         return "postgresql://postgres@127.0.0.1:\(port)/\(name)"
@@ -50,14 +49,14 @@ final class PostgresCluster: Sendable {
 
     /// Runs SQL through psql, as the superuser; returns its unaligned output.
     @discardableResult
-    func psql(_ sql: String, database: String = "postgres") throws -> String {
+    package func psql(_ sql: String, database: String = "postgres") throws -> String {
         try Self.run(
             binaries + "/psql",
             ["-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres", "-d", database, "-X", "-A", "-t", "-c", sql])
     }
 
     /// The postmaster and its children (backends), read from /proc.
-    var serverPIDs: [pid_t] { Self.serverPIDs(dataDirectory: dataDirectory) }
+    package var serverPIDs: [pid_t] { Self.serverPIDs(dataDirectory: dataDirectory) }
 
     private static func serverPIDs(dataDirectory: String) -> [pid_t] {
         // The postmaster's id is the first line of postmaster.pid.
@@ -82,14 +81,14 @@ final class PostgresCluster: Sendable {
     }
 
     /// Stops the server at once and removes its directory.
-    func stop() {
+    package func stop() {
         Self.stopServer(dataDirectory: dataDirectory, binaries: binaries)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// Stops the server, keeping its files (to test a database that went away). A clean
     /// shutdown: with fsync and synchronous_commit off, a crash would lose recent commits.
-    func stopServer() throws {
+    package func stopServer() throws {
         try Self.run(binaries + "/pg_ctl", ["-D", dataDirectory, "-m", "fast", "-w", "stop"], asServerUser: true)
     }
 
@@ -111,7 +110,7 @@ final class PostgresCluster: Sendable {
             asServerUser: true)
     }
 
-    func startServer() throws {
+    package func startServer() throws {
         let options = [
             "-p \(port)", "-k \(directory)", "-c listen_addresses=127.0.0.1",
             "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=200",
@@ -156,7 +155,7 @@ final class PostgresCluster: Sendable {
     }
 
     /// A port nobody listens on now (bind to 0, read it back, close).
-    static func freePort() throws -> Int {
+    package static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClusterError("socket: \(String(cString: strerror(errno)))") }
         defer { Glibc.close(fd) }
@@ -180,7 +179,7 @@ final class PostgresCluster: Sendable {
     /// exit through a descriptor the child inherits, and the server that pg_ctl leaves
     /// running would hold it open, so waitUntilExit would never return.
     @discardableResult
-    static func run(_ program: String, _ arguments: [String], asServerUser: Bool = false) throws -> String {
+    package static func run(_ program: String, _ arguments: [String], asServerUser: Bool = false) throws -> String {
         let command =
             asServerUser && getuid() == 0
             ? ["/usr/sbin/runuser", "-u", "postgres", "--", program] + arguments : [program] + arguments
@@ -215,41 +214,7 @@ final class PostgresCluster: Sendable {
     }
 }
 
-struct ClusterError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Starts one private cluster around a suite and stops it after. If PostgreSQL cannot be
-/// started, the PostgreSQL cases fail with the reason (`PostgresCluster.shared()`), never skip.
-struct PostgresClusterTrait: SuiteTrait, TestScoping {
-    var isRecursive: Bool { false }
-
-    func provideScope(
-        for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
-    ) async throws {
-        let cluster = Result { try PostgresCluster.start() }
-        defer { try? cluster.get().stop() }
-        try await PostgresCluster.$current.withValue(cluster) {
-            try await function()
-        }
-    }
-}
-
-extension Trait where Self == PostgresClusterTrait {
-    static var postgresCluster: Self { .init() }
-}
-
-extension PostgresCluster {
-    @TaskLocal static var current: Result<PostgresCluster, any Error>?
-
-    /// The suite's cluster, or the reason it could not start.
-    static func shared() throws -> PostgresCluster {
-        guard let current else { throw ClusterError("no PostgreSQL cluster: the suite lacks the .postgresCluster trait") }
-        do {
-            return try current.get()
-        } catch {
-            throw ClusterError("PostgreSQL cluster did not start: \(error)")
-        }
-    }
+package struct ClusterError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
