@@ -70,6 +70,16 @@ struct MemoryTests {
         #expect(d.rule == "auto")
     }
 
+    @Test("auto-generated mail goes to the manager only, even when it names a staff or the customer is sticky")
+    func autoBeatsNameAndSticky() {
+        let named = reply([("Auto-Submitted", "auto-replied"), ("To", "\"Lisi\" <sales@example.com>")])
+        #expect(named.added == ["manager@example.com"])
+        let sticky = reply([("Precedence", "bulk"), ("To", "sales@example.com")], memory: ConversationMemory(lastStaff: zhangsan))
+        #expect(sticky.added == ["manager@example.com"])
+        let threaded = reply([("Auto-Submitted", "auto-replied")], memory: ConversationMemory(threadOwner: lisi, lastStaff: zhangsan))
+        #expect(threaded.added == ["manager@example.com", "lisi@example.com"])
+    }
+
     @Test("a bounce (null sender) goes to the thread owner, else to the manager only")
     func bounce() {
         #expect(reply([], sender: "<>").added == ["manager@example.com"])
