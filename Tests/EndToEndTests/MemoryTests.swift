@@ -188,6 +188,34 @@ struct MemorySQLiteTests {
         try other.expectDelivered(to: ["manager", "zhangsan", "lisi", "wangwu"])
     }
 
+    @Test("sticky_customers: a customer's new, unnamed message goes to the staff who wrote to them last")
+    func stickyCustomer() throws {
+        let talk = Conversation(env)
+        _ = try talk.staffWrites(as: "lisi")
+        env.nextStep()
+        try talk.customerWrites([])   // no In-Reply-To, no name
+        try talk.expectDelivered(to: ["manager", "lisi"])
+    }
+
+    @Test("The manager redirects (Resent-*) a customer's message to a staff: the thread is theirs from then on")
+    func managerRedirectAssigns() throws {
+        let talk = Conversation(env)
+        let original = "\(talk.tag).first@customer.test"
+        let outcome = try env.lab.sendAndDeliver(
+            as: .staff(login: "manager"), from: "manager@example.com", to: ["wangwu@example.com"],
+            message: message([
+                "Resent-From: manager@example.com", "Resent-To: wangwu@example.com",
+                "Resent-Message-ID: <resent.\(talk.tag)@example.com>",
+                "From: <\(talk.customer)>", "To: sales@example.com", "Subject: question \(talk.tag)",
+                "Message-ID: <\(original)>",
+            ]))
+        #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
+        try talk.expectDelivered(to: ["wangwu"])   // the redirect itself passes untouched
+        env.nextStep()
+        try talk.customerWrites(["In-Reply-To: <\(original)>", "References: <\(original)>"])
+        try talk.expectDelivered(to: ["manager", "wangwu"])
+    }
+
     @Test("An auto-reply outside any thread reaches the manager only, never all staff")
     func autoReplyManagerOnly() throws {
         let talk = Conversation(env)

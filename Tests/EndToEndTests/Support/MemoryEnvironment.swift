@@ -37,7 +37,10 @@ final class MemoryEnvironment: Sendable {
     /// The E2E suites' standard configuration plus `state`.
     static func configuration(state: String) -> String {
         // Top-level keys must precede the [[mailbox]] tables: prepend.
+        // sticky_customers: a customer's new unnamed mail goes to whoever wrote to them last.
+        // Tests that do not write to their customer first are not affected.
         "state = \"\(state)\"\n" + SharemailConfig.standard()
+            .replacingOccurrences(of: "forward_unnamed = true", with: "forward_unnamed = true\nsticky_customers = true")
     }
 
     static func start(_ store: Store) throws -> MemoryEnvironment {
