@@ -21,8 +21,9 @@ struct Serve: ParsableCommand {
                        the configuration it started with. (The socket, logging,
                        metrics and state settings take effect at the next start.)
               SIGTERM, SIGINT, SIGHUP
-                       stop accepting connections, finish the messages in flight
-                       (at most 30 s), and exit.
+                       stop: no new connections; a message still in flight is
+                       deferred by Postfix (milter_default_action = tempfail) and
+                       retried by its sender. Nothing is lost.
 
             EXIT STATUS
               0 stopped, 75 the socket could not be opened, 78 bad configuration.
@@ -44,9 +45,6 @@ struct Serve: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Log target (overrides the file's `log`): syslog or stderr.", valueName: "target"))
     var log: String?
-
-    /// How long a stop waits for messages in flight.
-    static let drainSeconds = 30
 
     func run() throws {
         // Before any thread exists (libmilter's, NIO's, the reloader), so
@@ -115,15 +113,13 @@ struct Serve: ParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(75)
         }
-        // libmilter has stopped accepting; connections it already has go on
-        // in its worker threads. Let their messages finish: a message cut
-        // off now would be deferred by Postfix, not lost, but why make it.
-        let deadline = ContinuousClock.now + .seconds(Self.drainSeconds)
-        while inFlight.current > 0, ContinuousClock.now < deadline {
-            usleep(50_000)
-        }
+        // libmilter stops on SIGTERM/SIGINT/SIGHUP, and Debian's libmilter
+        // (worker pool) then reads no further command of a session in
+        // flight: those messages cannot be finished here. Postfix defers
+        // them (milter_default_action = tempfail) and the client retries;
+        // nothing is lost. Waiting would only hold the stop up.
         if inFlight.current > 0 {
-            logger.warning("stopping with \(inFlight.current) message(s) in flight: Postfix defers them")
+            logger.warning("stopping with \(inFlight.current) message(s) in flight: Postfix defers them (4xx) and they are retried")
         }
         logger.info("stopped")
     }
