@@ -103,9 +103,6 @@ package final class PostfixInstance: Sendable {
                 "milter_content_timeout = 20s",
             ]
         }
-        if let checks = LabPaths.smtpHeaderChecks {
-            lines.append("smtp_header_checks = regexp:\(checks)")
-        }
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -24,12 +24,6 @@ package enum LabPaths {
         }
         return packageRoot + "/.build/debug/sharemail"
     }
-
-    /// Strips X-ShareMail-* headers on the way out; only used once it exists in the repository.
-    package static var smtpHeaderChecks: String? {
-        let path = packageRoot + "/postfix-conf/smtp_header_checks"
-        return FileManager.default.fileExists(atPath: path) ? path : nil
-    }
 }
 
 /// A fresh scratch directory under a root such as /tmp/sharemail-e2e, plus cleanup of what
