@@ -190,9 +190,9 @@ import Testing
         names += names
         // Two readers: the RFC 2047 decoder (email.header) and the modern headerregistry.
         // Python's headerregistry (3.11) keeps the whitespace between adjacent encoded words
-        // in a display name, against RFC 2047 6.2, and folds a space next to a no-break space
-        // (U+00A0) into one, so it is only held to names that fit in one encoded word and
-        // have no U+00A0; the legacy reader is held to all of them.
+        // in a display name, against RFC 2047 6.2, and folds a space next to any Unicode white
+        // space (U+00A0, U+3000, …) into one, so it is only held to names that fit in one
+        // encoded word and have no non-ASCII white space; the legacy reader is held to all.
         let script = """
             import sys, json, email, email.policy, email.utils
             from email.header import decode_header, make_header
@@ -210,7 +210,7 @@ import Testing
         #expect(decoded.count == names.count)
         for (i, readers) in decoded.enumerated() {
             let words = headers[i].components(separatedBy: "=?UTF-8?").count - 1
-            let modernToo = words <= 1 && !names[i].unicodeScalars.contains("\u{A0}")
+            let modernToo = words <= 1 && !names[i].unicodeScalars.contains { !$0.isASCII && $0.properties.isWhitespace }
             for reader in modernToo ? ["legacy", "modern"] : ["legacy"] {
                 let boxes = readers[reader] ?? []
                 #expect(boxes.count == 1, "python \(reader): \(headers[i])")
