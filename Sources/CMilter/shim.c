@@ -1,13 +1,17 @@
+#define _GNU_SOURCE 1   // sigisemptyset, RTLD_DEFAULT
 #include "CMilter.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 _Static_assert(CMILTER_MAX_REPLY_LINES == 32, "smfi_setmlreply takes at most 32 lines");
 #if !defined(SMFIF_CHGFROM) || !defined(SMFIP_NR_HDR)
@@ -71,12 +75,81 @@ int cmilter_nodelay_listeners(void) {
     return count;
 }
 
+static void cmilter_signal_set(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGUSR1);
+}
+
 int cmilter_block_signals(void) {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGUSR1);
+    cmilter_signal_set(&set);
     return pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+// --- Owning the stop signals ---------------------------------------------
+//
+// smfi_main starts a signal thread that sigwait()s for SIGHUP, SIGTERM and
+// SIGINT and answers any of them with "stop now". With Debian's libmilter
+// (worker pool) a stop abandons every session at once, so a message in
+// flight is deferred instead of finished. To drain first, sharemail must
+// be the only one to receive those signals: this file defines sigwait(),
+// which the dynamic linker binds libmilter's call to (the executable's
+// definition comes before libc's). Once cmilter_take_stop_signals() was
+// called, it leaves HUP, TERM and INT out of the set it waits for; a
+// caller left with nothing to wait for (libmilter's signal thread) sleeps
+// for good. Before that call, and for any other set, it is plain sigwait.
+
+static atomic_bool stop_signals_taken = false;
+
+int cmilter_take_stop_signals(void) {
+    // Only if the process's sigwait really is this one: a static link or a
+    // linker that did not export it would leave libmilter on libc's.
+    if (dlsym(RTLD_DEFAULT, "sigwait") != (void *)&sigwait) return 0;
+    atomic_store(&stop_signals_taken, true);
+    return 1;
+}
+
+int cmilter_stop_signals_taken(void) { return atomic_load(&stop_signals_taken) ? 1 : 0; }
+
+static int wait_for(const sigset_t *set) {
+    for (;;) {
+        int received = sigwaitinfo(set, NULL);
+        if (received > 0) return received;
+        if (errno != EINTR) return -errno;
+    }
+}
+
+int sigwait(const sigset_t *set, int *sig) {
+    if (set == NULL || sig == NULL) return EINVAL;
+    sigset_t wanted = *set;
+    if (atomic_load(&stop_signals_taken)) {
+        sigdelset(&wanted, SIGHUP);
+        sigdelset(&wanted, SIGTERM);
+        sigdelset(&wanted, SIGINT);
+        if (sigisemptyset(&wanted)) {
+            // libmilter's signal thread: the signals are blocked here, so
+            // pause() never returns; the thread ends with the process.
+            for (;;) pause();
+        }
+    }
+    int received = wait_for(&wanted);
+    if (received < 0) return -received;
+    *sig = received;
+    return 0;
+}
+
+int cmilter_wait_for_signal(int stop_signals) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    if (stop_signals) {
+        sigaddset(&set, SIGHUP);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+    }
+    int received = wait_for(&set);
+    return received < 0 ? -1 : received;
 }

@@ -207,4 +207,38 @@ extension Milter {
         let status = cmilter_block_signals()
         if status != 0 { throw .signals(status) }
     }
+
+    /// Keeps SIGHUP, SIGTERM and SIGINT from libmilter's signal thread, which
+    /// would stop at once and abandon every message in flight (Debian's
+    /// libmilter reads nothing more of a session once stopped). The caller
+    /// then takes them with `waitForSignal(stopSignals: true)` and calls
+    /// `stop()` when it is ready. Call after `blockSignals()`, before `run`.
+    /// False when this process's libmilter cannot be kept from them (it
+    /// would not call the CMilter shim's `sigwait`): libmilter stops on them
+    /// as before.
+    public static func takeStopSignals() -> Bool {
+        cmilter_take_stop_signals() == 1
+    }
+
+    /// A signal for the process, waited for on the caller's thread.
+    public enum Signal: Sendable, Equatable {
+        /// SIGUSR1.
+        case reload
+        /// SIGTERM, SIGINT or SIGHUP (only after `takeStopSignals()`).
+        case stop(name: String)
+    }
+
+    /// Blocks until SIGUSR1 arrives, or with `stopSignals` also SIGTERM,
+    /// SIGINT or SIGHUP. The signals must be blocked (`blockSignals()`).
+    public static func waitForSignal(stopSignals: Bool) -> Signal {
+        while true {
+            switch cmilter_wait_for_signal(stopSignals ? 1 : 0) {
+            case SIGUSR1: return .reload
+            case SIGTERM: return .stop(name: "SIGTERM")
+            case SIGINT: return .stop(name: "SIGINT")
+            case SIGHUP: return .stop(name: "SIGHUP")
+            default: continue   // an error (EINTR is retried in C): wait again
+            }
+        }
+    }
 }

@@ -28,6 +28,9 @@ public struct Configuration: Sendable {
     /// The longest a store lookup may delay a message before sharemail
     /// routes without memory.
     public var stateTimeoutMilliseconds: Int
+    /// On SIGTERM, how long messages in flight may take to finish before
+    /// sharemail stops anyway (Postfix then defers what is left).
+    public var drainTimeoutSeconds: Int
     public var mailboxes: [SharedMailbox]
 
     public enum LogTarget: String, Sendable { case stderr, syslog }
@@ -38,7 +41,7 @@ public struct Configuration: Sendable {
                 socketGroup: String? = nil, trustedNetworks: [IPNetwork] = [],
                 headerFallbackCharset: String = "GB18030", log: LogTarget = .stderr, logLevel: String = "info",
                 metrics: HostPort? = nil, state: String? = nil, retentionDays: Int = 365,
-                stateTimeoutMilliseconds: Int = 200, mailboxes: [SharedMailbox]) {
+                stateTimeoutMilliseconds: Int = 200, drainTimeoutSeconds: Int = 30, mailboxes: [SharedMailbox]) {
         self.socket = socket
         self.socketMode = socketMode
         self.socketOwner = socketOwner
@@ -51,6 +54,7 @@ public struct Configuration: Sendable {
         self.state = state
         self.retentionDays = retentionDays
         self.stateTimeoutMilliseconds = stateTimeoutMilliseconds
+        self.drainTimeoutSeconds = drainTimeoutSeconds
         self.mailboxes = mailboxes
     }
 

@@ -59,7 +59,7 @@ private struct Reader {
 
     static let topKeys: Set<String> = ["socket", "socket_mode", "socket_owner", "socket_group", "trusted_networks",
                                        "header_fallback_charset", "log", "log_level", "metrics", "state",
-                                       "retention_days", "state_timeout_ms", "mailbox"]
+                                       "retention_days", "state_timeout_ms", "drain_timeout_seconds", "mailbox"]
     static let mailboxKeys: Set<String> = ["address", "manager", "forward_unnamed", "sticky_customers", "staff"]
     static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet"]
 
@@ -107,6 +107,7 @@ private struct Reader {
         }
         let retention = int(table, "retention_days", path: "", range: 1...36_500) ?? 365
         let stateTimeout = int(table, "state_timeout_ms", path: "", range: 1...10_000) ?? 200
+        let drainTimeout = int(table, "drain_timeout_seconds", path: "", range: 0...3_600) ?? 30
         var metrics: HostPort?
         if let text = string(table, "metrics", path: "") {
             metrics = HostPort(text)
@@ -138,7 +139,7 @@ private struct Reader {
                              socketGroup: string(table, "socket_group", path: ""), trustedNetworks: networks,
                              headerFallbackCharset: charset, log: log, logLevel: level, metrics: metrics,
                              state: state, retentionDays: retention, stateTimeoutMilliseconds: stateTimeout,
-                             mailboxes: mailboxes)
+                             drainTimeoutSeconds: drainTimeout, mailboxes: mailboxes)
     }
 
     /// The mailbox (nil when unusable) and the staff read from it: staff are

@@ -16,12 +16,37 @@ final class PolicyStore: Sendable {
     func replace(_ engine: PolicyEngine) { current.withLock { $0 = engine } }
 }
 
-/// How many messages are between MAIL FROM and their end, so that a stop
-/// can wait for them.
+/// How many messages are between MAIL FROM and their end, and whether a
+/// new one may still begin: a stop closes the door, then waits for the count
+/// to reach zero. One lock, so no message can slip in after the stop saw
+/// zero.
 final class InFlight: Sendable {
-    private let count = Atomic<Int>(0)
+    private struct State {
+        var count = 0
+        var closed = false
+    }
+    private let state = Mutex(State())
 
-    func begin() { count.add(1, ordering: .relaxed) }
-    func end() { count.subtract(1, ordering: .relaxed) }
-    var current: Int { count.load(ordering: .relaxed) }
+    /// Counts a message in; false once `close()` was called (the message
+    /// must then be deferred).
+    func begin() -> Bool {
+        state.withLock { state in
+            if state.closed { return false }
+            state.count += 1
+            return true
+        }
+    }
+
+    func end() { state.withLock { $0.count -= 1 } }
+
+    var current: Int { state.withLock { $0.count } }
+
+    /// No message may begin from now on. Returns how many are in flight.
+    @discardableResult
+    func close() -> Int {
+        state.withLock { state in
+            state.closed = true
+            return state.count
+        }
+    }
 }

@@ -21,9 +21,12 @@ struct Serve: ParsableCommand {
                        the configuration it started with. (The socket, logging,
                        metrics and state settings take effect at the next start.)
               SIGTERM, SIGINT, SIGHUP
-                       stop: no new connections; a message still in flight is
-                       deferred by Postfix (milter_default_action = tempfail) and
-                       retried by its sender. Nothing is lost.
+                       stop after draining: a message that began before the
+                       signal is finished; new mail is deferred (451 4.3.2) and
+                       retried by its sender. After drain_timeout_seconds (30)
+                       sharemail stops anyway and Postfix defers what is left
+                       (milter_default_action = tempfail). A second signal stops
+                       at once. Nothing is lost either way.
 
             EXIT STATUS
               0 stopped, 75 the socket could not be opened, 78 bad configuration.
@@ -47,10 +50,13 @@ struct Serve: ParsableCommand {
     var log: String?
 
     func run() throws {
-        // Before any thread exists (libmilter's, NIO's, the reloader), so
-        // that every thread inherits the mask and signals reach only the
-        // threads that wait for them.
+        // Before any thread exists (libmilter's, NIO's, ours), so that
+        // every thread inherits the mask and signals reach only the threads
+        // that wait for them.
         try Milter.blockSignals()
+        // Stop signals come to us, not to libmilter's signal thread: it would
+        // stop at once and abandon the messages in flight.
+        let drains = Milter.takeStopSignals()
 
         let configuration: Configuration
         do {
@@ -99,7 +105,12 @@ struct Serve: ParsableCommand {
         let policy = PolicyStore(PolicyEngine(configuration: configuration))
         let inFlight = InFlight()
         let memory = Self.startMemory(configuration, logger: logger)
-        Reloader(path: config, running: configuration, policy: policy, metrics: metrics, logger: logger).start()
+        if !drains {
+            logger.warning("libmilter takes SIGTERM itself here: a stop defers the messages in flight instead of finishing them")
+        }
+        SignalHandler(reloader: Reloader(path: config, running: configuration, policy: policy, metrics: metrics, logger: logger),
+                      inFlight: inFlight, drains: drains, drainTimeout: .seconds(configuration.drainTimeoutSeconds),
+                      logger: logger).start()
 
         logger.info("starting", metadata: [
             "config": "\(config)", "mailboxes": "\(configuration.mailboxes.count)",
@@ -113,11 +124,9 @@ struct Serve: ParsableCommand {
             logger.critical("\(error)")
             throw ExitCode(75)
         }
-        // libmilter stops on SIGTERM/SIGINT/SIGHUP, and Debian's libmilter
-        // (worker pool) then reads no further command of a session in
-        // flight: those messages cannot be finished here. Postfix defers
-        // them (milter_default_action = tempfail) and the client retries;
-        // nothing is lost. Waiting would only hold the stop up.
+        // Debian's libmilter (worker pool) reads no further command of a
+        // session once stopped: a message still counted here is deferred by
+        // Postfix (milter_default_action = tempfail) and retried.
         if inFlight.current > 0 {
             logger.warning("stopping with \(inFlight.current) message(s) in flight: Postfix defers them (4xx) and they are retried")
         }
@@ -167,29 +176,71 @@ struct Serve: ParsableCommand {
     }
 }
 
-/// Reloads the configuration on SIGUSR1, on a thread of its own that waits
-/// for the signal (blocked everywhere else).
+/// Takes the process's signals on a thread of its own (they are blocked
+/// everywhere else): SIGUSR1 reloads; SIGTERM, SIGINT and SIGHUP drain, then
+/// stop; a second stop signal stops at once.
+struct SignalHandler: Sendable {
+    let reloader: Reloader
+    let inFlight: InFlight
+    /// false: libmilter's own signal thread takes the stop signals.
+    let drains: Bool
+    let drainTimeout: Duration
+    let logger: Logger
+
+    func start() {
+        let thread = Thread { [self] in
+            var stopping = false
+            while true {
+                switch Milter.waitForSignal(stopSignals: drains) {
+                case .reload:
+                    reloader.reload()
+                case .stop(let name) where !stopping:
+                    stopping = true
+                    let drain = Thread { [self] in self.drain(after: name) }
+                    drain.name = "sharemail-drain"
+                    drain.start()
+                case .stop(let name):
+                    logger.warning("\(name) again: stopping now; \(inFlight.current) message(s) in flight are deferred by Postfix")
+                    Milter.stop()
+                }
+            }
+        }
+        thread.name = "sharemail-signals"
+        thread.start()
+    }
+
+    /// Lets no new message begin, waits (bounded) for those in flight, then
+    /// stops libmilter: only then, because a stopped libmilter abandons its
+    /// sessions.
+    func drain(after signal: String) {
+        let pending = inFlight.close()
+        logger.notice("\(signal): stopping; new mail is deferred", metadata: [
+            "in_flight": "\(pending)", "drain_timeout": "\(drainTimeout)",
+        ])
+        let deadline = ContinuousClock.now + drainTimeout
+        while inFlight.current > 0 && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let left = inFlight.current
+        if left > 0 {
+            logger.warning("drain timed out: \(left) message(s) still in flight are deferred by Postfix and retried")
+        } else if pending > 0 {
+            logger.notice("the \(pending) message(s) in flight are finished")
+        }
+        // The last end of message may still be writing its reply; libmilter
+        // lets the worker finish it (the stop is seen between commands) and
+        // the listener notices the stop only at its next poll.
+        Milter.stop()
+    }
+}
+
+/// Reloads the configuration (on SIGUSR1).
 struct Reloader: Sendable {
     let path: String
     let running: Configuration
     let policy: PolicyStore
     let metrics: ShareMailMetrics?
     let logger: Logger
-
-    func start() {
-        let thread = Thread { [self] in
-            var signals = sigset_t()
-            sigemptyset(&signals)
-            sigaddset(&signals, SIGUSR1)
-            while true {
-                var received: Int32 = 0
-                guard sigwait(&signals, &received) == 0 else { continue }
-                reload()
-            }
-        }
-        thread.name = "sharemail-reload"
-        thread.start()
-    }
 
     func reload() {
         do {

@@ -27,6 +27,8 @@ final class ShareMailSession: MilterSession {
     /// conversation memory, which is what needs it).
     private var bounce: BounceScanner?
     private var bodyChecked = false
+    /// MAIL FROM came after a stop began: every recipient is deferred.
+    private var stopping = false
 
     init(policy: PolicyStore, metrics: ShareMailMetrics?, memory: Memory?, inFlight: InFlight, logger: Logger) {
         self.policy = policy
@@ -51,8 +53,13 @@ final class ShareMailSession: MilterSession {
 
     func mailFrom(_ arguments: [String], context: MilterContext) -> Verdict {
         resetMessage()
+        // MAIL is a no-reply step: a message that may not begin is deferred
+        // at its first recipient.
+        guard inFlight.begin() else {
+            stopping = true
+            return .continue
+        }
         engine = policy.snapshot()
-        inFlight.begin()
         submission = Submission(channel: channel, login: context.macro("{auth_authen}"), clientAddress: client)
         sender = arguments.first ?? ""
         smtpUTF8 = arguments.dropFirst().contains { $0.uppercased() == "SMTPUTF8" }
@@ -60,6 +67,7 @@ final class ShareMailSession: MilterSession {
     }
 
     func recipient(_ arguments: [String], context: MilterContext) -> Verdict {
+        if stopping { return .tempfail(Self.shuttingDown) }
         guard let engine, let recipient = arguments.first else {
             return .tempfail(Self.internalError)
         }
@@ -96,6 +104,10 @@ final class ShareMailSession: MilterSession {
         defer { resetMessage() }
         let queueID = context.macro("i") ?? "NOQUEUE"
         guard let engine else {
+            if stopping {
+                logger.notice("\(queueID): sharemail is stopping: deferring")
+                return MessageOutcome(verdict: .tempfail(Self.shuttingDown))
+            }
             logger.error("\(queueID): end of message without MAIL FROM: deferring")
             metrics?.countTempfail(direction: "inbound")
             return MessageOutcome(verdict: .tempfail(Self.internalError))
@@ -138,6 +150,7 @@ final class ShareMailSession: MilterSession {
         headers.removeAll(keepingCapacity: true)
         bounce = nil
         bodyChecked = false
+        stopping = false
     }
 
     /// One line per message, starting with the Postfix queue id as Postfix's
@@ -167,6 +180,9 @@ final class ShareMailSession: MilterSession {
 
     static let internalError = Reply(code: 451, enhancedCode: "4.3.0",
                                      text: "sharemail could not decide on this message; try again later")
+
+    static let shuttingDown = Reply(code: 451, enhancedCode: "4.3.2",
+                                    text: "sharemail is restarting; try again later")
 
     static func reply(_ reply: SMTPReply) -> Reply {
         Reply(code: reply.code, enhancedCode: reply.enhancedCode, text: reply.text)

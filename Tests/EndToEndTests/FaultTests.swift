@@ -201,20 +201,15 @@ extension FaultTests {
             try env.beginTest()
         }
 
-        @Test("SIGTERM: sharemail exits at once; the message in flight and new mail are deferred (4xx), never accepted unfiltered",
-              .timeLimit(.minutes(3)))
-        func deferOnSIGTERM() throws {
-            let sharemail = try #require(env.sharemail)
-            defer { if !sharemail.isRunning { try? sharemail.start() } }
-            let id = "stop.\(uniqueTag())@customer.test"
-            let mail = message(["From: customer@customer.test", "To: sales@example.com",
-                                "Subject: stop", "Message-ID: <\(id)>"])
-            let wire = SMTPClient.wire(mail)
+        /// Starts an Internet message to sales@ and stops half way through its header section:
+        /// the milter has seen MAIL and RCPT, so the message is in flight. Returns the open
+        /// session, the rest of the message to send, and its Message-ID.
+        func messageInFlight(_ tag: String) throws -> (client: SMTPClient, rest: [UInt8], id: String) {
+            let id = "\(tag).\(uniqueTag())@customer.test"
+            let wire = SMTPClient.wire(message(["From: customer@customer.test", "To: sales@example.com",
+                                                "Subject: \(tag)", "Message-ID: <\(id)>"]))
             let half = wire.count / 2
-
-            // MAIL, RCPT, DATA and half the header section: the milter has seen MAIL and RCPT.
             let client = try SMTPClient(port: env.postfix.smtpPort)
-            defer { client.quit() }
             #expect(try client.greeting().code == 220)
             #expect(try client.ehlo("harness.test").code == 250)
             #expect(try client.xclient(SMTPIdentity.internet.xclient).code == 220)
@@ -223,32 +218,88 @@ extension FaultTests {
             #expect(try client.rcptTo("sales@example.com").code == 250)
             #expect(try client.command("DATA").code == 354)
             try client.write(Array(wire[..<half]))
+            return (client, Array(wire[half...]) + Array(".\r\n".utf8), id)
+        }
 
-            // Debian's libmilter (worker pool) reads nothing more of a session once stopped, so
-            // sharemail does not wait for messages in flight: it exits (within libmilter's 5 s
-            // poll) and Postfix defers them (milter_default_action = tempfail).
-            let started = ContinuousClock.now
+        /// Polls the daemon's log (bounded) until it contains `text`.
+        func waitForLog(_ text: String, since offset: UInt64, sharemail: SharemailDaemon) -> Bool {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                if sharemail.log(since: offset).contains(text) { return true }
+                usleep(20_000)
+            }
+            return false
+        }
+
+        @Test("SIGTERM drains: the message in flight is finished and routed, new mail is deferred, then sharemail exits 0",
+              .timeLimit(.minutes(3)))
+        func drainOnSIGTERM() throws {
+            let sharemail = try #require(env.sharemail)
+            defer { if !sharemail.isRunning { try? sharemail.start() } }
+            let offset = sharemail.logOffset()
+            let (client, rest, id) = try messageInFlight("drain")
+            defer { client.quit() }
+
             try sharemail.send(signal: SIGTERM)
-            let status = try sharemail.waitForExit(timeout: .seconds(20))
-            let stoppedAfter = ContinuousClock.now - started
-            #expect(status == 0, "sharemail did not exit cleanly within 20 s of SIGTERM\n\(env.diagnostics)")
-            #expect(sharemail.log(since: 0).contains("stopped"), "\(sharemail.logTail())")
+            #expect(waitForLog("stopping; new mail is deferred", since: offset, sharemail: sharemail),
+                    "no drain in the log:\n\(sharemail.logTail())")
 
-            // A new SMTP session now finds no milter: deferred, never accepted unfiltered.
+            // While it drains, new mail is deferred (451 4.3.2 at RCPT), never accepted unfiltered.
             let late = try env.send(as: .internet, from: "late@customer.test", to: ["sales@example.com"],
                                     message: message(["From: late@customer.test", "To: sales@example.com", "Subject: late"]))
             let refusal = late.firstRefusal
-            #expect(refusal.map { (400..<500).contains($0.code) } == true, "new mail after the stop: \(late)")
+            #expect(refusal.map { (400..<500).contains($0.code) } == true, "new mail while draining: \(late)")
+            #expect(try sharemail.waitForExit(timeout: .milliseconds(500)) == nil,
+                    "sharemail exited with a message in flight:\n\(sharemail.logTail())")
 
-            // The client finishes the message that was in flight: deferred, delivered nowhere.
-            try client.write(Array(wire[half...]) + Array(".\r\n".utf8))
+            // The message in flight is finished: accepted, and routed by rule 1.
+            let started = ContinuousClock.now
+            try client.write(rest)
             let reply = try client.reply()
+            let status = try sharemail.waitForExit(timeout: .seconds(20))
+            let stoppedAfter = ContinuousClock.now - started
             try env.waitForDelivery()
             let copies = try env.deliveries()[id] ?? [:]
-            print("[faults] SIGTERM: exit status \(status.map(String.init) ?? "still running") \(stoppedAfter) after the signal; "
-                  + "reply to the dot \(reply); new mail got \(refusal.map(\.description) ?? "nothing"); copies \(FaultTests.describe(copies))")
+            print("[faults] SIGTERM drain: reply to the dot \(reply); new mail got \(refusal.map(\.description) ?? "nothing"); "
+                  + "exit status \(status.map(String.init) ?? "still running") \(stoppedAfter) after the message ended; "
+                  + "copies \(FaultTests.describe(copies))")
+            #expect(reply.code == 250, "the message in flight should be finished: \(reply)\n\(env.diagnostics)")
+            #expect(copies == FaultTests.everyone, "routed to \(FaultTests.describe(copies))")
+            #expect(status == 0, "sharemail did not exit cleanly within 20 s of the last message\n\(sharemail.logTail())")
+            let log = sharemail.log(since: offset)
+            #expect(log.contains("the 1 message(s) in flight are finished") && log.contains("stopped"), "\(sharemail.logTail())")
+            try env.expectSinkCount(0)
+        }
+
+        @Test("A second SIGTERM stops at once: the message in flight is deferred (4xx) and delivered nowhere",
+              .timeLimit(.minutes(3)))
+        func secondSignalStopsNow() throws {
+            let sharemail = try #require(env.sharemail)
+            defer { if !sharemail.isRunning { try? sharemail.start() } }
+            let offset = sharemail.logOffset()
+            let (client, rest, id) = try messageInFlight("stopnow")
+            defer { client.quit() }
+
+            try sharemail.send(signal: SIGTERM)
+            #expect(waitForLog("stopping; new mail is deferred", since: offset, sharemail: sharemail),
+                    "no drain in the log:\n\(sharemail.logTail())")
+            try sharemail.send(signal: SIGTERM)
+            let status = try sharemail.waitForExit(timeout: .seconds(20))
+            #expect(status == 0, "sharemail did not exit within 20 s of the second SIGTERM\n\(sharemail.logTail())")
+
+            // Debian's libmilter reads nothing more of a stopped session: Postfix defers the rest
+            // (milter_default_action = tempfail), and so it does for new mail with no milter.
+            try client.write(rest)
+            let reply = try client.reply()
+            let late = try env.send(as: .internet, from: "late@customer.test", to: ["sales@example.com"],
+                                    message: message(["From: late@customer.test", "To: sales@example.com", "Subject: late"]))
+            try env.waitForDelivery()
+            let copies = try env.deliveries()[id] ?? [:]
+            print("[faults] second SIGTERM: reply to the dot \(reply); new mail got \(late.firstRefusal.map(\.description) ?? "nothing")")
             #expect((400..<500).contains(reply.code), "the message in flight should be deferred: \(reply)\n\(env.diagnostics)")
+            #expect(late.firstRefusal.map { (400..<500).contains($0.code) } == true, "new mail with no milter: \(late)")
             #expect(copies.isEmpty, "deferred, yet delivered: \(FaultTests.describe(copies))")
+            #expect(sharemail.log(since: offset).contains("again: stopping now"), "\(sharemail.logTail())")
             try env.expectSinkCount(0)
         }
     }

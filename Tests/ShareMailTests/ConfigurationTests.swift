@@ -15,6 +15,17 @@ struct ConfigurationTests {
         #expect(configuration.mailboxes[1].manager.value == "support@example.org")   // manager defaults to address
         #expect(configuration.mailboxes[1].staff[0].login == "zhaoliu@example.org")   // login defaults to address
         #expect(configuration.mailboxes[1].forwardUnnamed == false)
+        #expect(configuration.drainTimeoutSeconds == 30)
+    }
+
+    @Test("drain_timeout_seconds: 0 (stop at once) to an hour; anything else names the key")
+    func drainTimeout() throws {
+        let mailbox = "\n[[mailbox]]\naddress = \"sales@example.com\"\n"
+        #expect(try ConfigurationLoader.load(text: "drain_timeout_seconds = 0" + mailbox, file: "f.toml").0.drainTimeoutSeconds == 0)
+        #expect(try ConfigurationLoader.load(text: "drain_timeout_seconds = 120" + mailbox, file: "f.toml").0.drainTimeoutSeconds == 120)
+        #expect(problems("drain_timeout_seconds = -1" + mailbox).contains { $0.hasPrefix("f.toml:1: drain_timeout_seconds:") })
+        #expect(problems("drain_timeout_seconds = 3601" + mailbox).contains { $0.hasPrefix("f.toml:1: drain_timeout_seconds:") })
+        #expect(problems("drain_timeout_seconds = \"30\"" + mailbox).contains { $0.hasPrefix("f.toml:1: drain_timeout_seconds:") })
     }
 
     func problems(_ toml: String) -> [String] {
@@ -37,7 +48,7 @@ struct ConfigurationTests {
               address = "zhangsan@example.com"
               recieve_internet = true
             """)
-        #expect(found.contains("f.toml:2: colour: unknown key (known here: header_fallback_charset, log, log_level, mailbox, metrics, retention_days, socket, socket_group, socket_mode, socket_owner, state, state_timeout_ms, trusted_networks)"))
+        #expect(found.contains("f.toml:2: colour: unknown key (known here: drain_timeout_seconds, header_fallback_charset, log, log_level, mailbox, metrics, retention_days, socket, socket_group, socket_mode, socket_owner, state, state_timeout_ms, trusted_networks)"))
         #expect(found.contains("f.toml:4: mailbox[0].address: \"sales@\" is not an email address (write local@domain)"))
         #expect(found.contains("f.toml:5: mailbox[0].staff[0].name: is required"))
         #expect(found.contains { $0.hasPrefix("f.toml:7: mailbox[0].staff[0].recieve_internet: unknown key") })

@@ -46,4 +46,19 @@ int cmilter_nodelay_listeners(void);
 /// thread (or our own sigwait thread) receives them. Returns 0 or an errno.
 int cmilter_block_signals(void);
 
+/// From now on, SIGHUP, SIGTERM and SIGINT reach only cmilter_wait_for_signal,
+/// never libmilter's own signal thread (which would stop at once and abandon
+/// messages in flight). Works by sharemail's sigwait() standing in for libc's
+/// in libmilter's calls: see shim.c. Call before smfi_main. Returns 1, or 0
+/// (and changes nothing) when libmilter would not call this sigwait.
+int cmilter_take_stop_signals(void);
+
+/// 1 when cmilter_take_stop_signals was called (and sigwait is this file's).
+int cmilter_stop_signals_taken(void);
+
+/// Waits until SIGUSR1 arrives, or with `stop_signals` also SIGHUP, SIGTERM or
+/// SIGINT (all blocked: cmilter_block_signals), and returns its number; -1 on
+/// error. Never waits through this file's sigwait.
+int cmilter_wait_for_signal(int stop_signals);
+
 #endif
