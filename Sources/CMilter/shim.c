@@ -122,8 +122,8 @@ static int wait_for(const sigset_t *set) {
     }
 }
 
+// Same contract as glibc's: both pointers are declared nonnull in <signal.h>.
 int sigwait(const sigset_t *set, int *sig) {
-    if (set == NULL || sig == NULL) return EINVAL;
     sigset_t wanted = *set;
     if (atomic_load(&stop_signals_taken)) {
         sigdelset(&wanted, SIGHUP);
