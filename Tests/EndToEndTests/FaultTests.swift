@@ -221,6 +221,23 @@ extension FaultTests {
             return (client, Array(wire[half...]) + Array(".\r\n".utf8), id)
         }
 
+        /// A message in flight, then SIGTERM; returns once sharemail logs that it is draining,
+        /// with where its log stood before.
+        func terminateWhileInFlight(_ tag: String, sharemail: SharemailDaemon) throws
+            -> (client: SMTPClient, rest: [UInt8], id: String, logOffset: UInt64) {
+            let offset = sharemail.logOffset()
+            let (client, rest, id) = try messageInFlight(tag)
+            do {
+                try sharemail.send(signal: SIGTERM)
+            } catch {
+                client.quit()
+                throw error
+            }
+            #expect(waitForLog("stopping; new mail is deferred", since: offset, sharemail: sharemail),
+                    "no drain in the log:\n\(sharemail.logTail())")
+            return (client, rest, id, offset)
+        }
+
         /// Polls the daemon's log (bounded) until it contains `text`.
         func waitForLog(_ text: String, since offset: UInt64, sharemail: SharemailDaemon) -> Bool {
             let deadline = ContinuousClock.now + .seconds(10)
@@ -236,13 +253,8 @@ extension FaultTests {
         func drainOnSIGTERM() throws {
             let sharemail = try #require(env.sharemail)
             defer { if !sharemail.isRunning { try? sharemail.start() } }
-            let offset = sharemail.logOffset()
-            let (client, rest, id) = try messageInFlight("drain")
+            let (client, rest, id, offset) = try terminateWhileInFlight("drain", sharemail: sharemail)
             defer { client.quit() }
-
-            try sharemail.send(signal: SIGTERM)
-            #expect(waitForLog("stopping; new mail is deferred", since: offset, sharemail: sharemail),
-                    "no drain in the log:\n\(sharemail.logTail())")
 
             // While it drains, new mail is deferred (451 4.3.2 at RCPT), never accepted unfiltered.
             let late = try env.send(as: .internet, from: "late@customer.test", to: ["sales@example.com"],
@@ -276,13 +288,8 @@ extension FaultTests {
         func secondSignalStopsNow() throws {
             let sharemail = try #require(env.sharemail)
             defer { if !sharemail.isRunning { try? sharemail.start() } }
-            let offset = sharemail.logOffset()
-            let (client, rest, id) = try messageInFlight("stopnow")
+            let (client, rest, id, offset) = try terminateWhileInFlight("stopnow", sharemail: sharemail)
             defer { client.quit() }
-
-            try sharemail.send(signal: SIGTERM)
-            #expect(waitForLog("stopping; new mail is deferred", since: offset, sharemail: sharemail),
-                    "no drain in the log:\n\(sharemail.logTail())")
             try sharemail.send(signal: SIGTERM)
             let status = try sharemail.waitForExit(timeout: .seconds(20))
             #expect(status == 0, "sharemail did not exit within 20 s of the second SIGTERM\n\(sharemail.logTail())")
