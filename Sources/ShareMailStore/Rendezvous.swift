@@ -2,6 +2,7 @@
 // libmilter's pthreads) waits for work done on GRDB's dispatch queues or on
 // the SwiftNIO event loop, without ever waiting longer than the timeout.
 import Dispatch
+import NIOConcurrencyHelpers
 import Synchronization
 
 /// The moment a store call gives up.
@@ -28,16 +29,18 @@ final class Rendezvous<Value: Sendable>: Sendable {
         var result: Result<Value, any Error>?  // set by the producer
         var abandoned = false  // set by a waiter that timed out
     }
-    private let state = Mutex(State())
+    // A pthread mutex (NIOLockedValueBox), not Synchronization's Mutex: the
+    // latter's futex is invisible to ThreadSanitizer on Linux.
+    private let state = NIOLockedValueBox(State())
     private let semaphore = DispatchSemaphore(value: 0)
 
     /// True once the waiter gave up: the producer may skip its work.
-    var isAbandoned: Bool { state.withLock { $0.abandoned } }
+    var isAbandoned: Bool { state.withLockedValue { $0.abandoned } }
 
     /// Hands over the result; false if the waiter already gave up.
     @discardableResult
     func complete(_ result: Result<Value, any Error>) -> Bool {
-        let delivered = state.withLock { state -> Bool in
+        let delivered = state.withLockedValue { state -> Bool in
             if state.abandoned { return false }
             state.result = result
             return true
@@ -49,10 +52,10 @@ final class Rendezvous<Value: Sendable>: Sendable {
     /// The result, or nil when `deadline` passed first (the rendezvous is then abandoned).
     func wait(until deadline: Deadline) -> Result<Value, any Error>? {
         if semaphore.wait(timeout: deadline.instant) == .success {
-            return state.withLock { $0.result }
+            return state.withLockedValue { $0.result }
         }
         // The producer may have completed between the timeout and this lock: take its result then.
-        return state.withLock { state in
+        return state.withLockedValue { state in
             if state.result == nil { state.abandoned = true }
             return state.result
         }
@@ -62,7 +65,7 @@ final class Rendezvous<Value: Sendable>: Sendable {
 /// Counts work queued on a backend (including work whose caller already gave
 /// up), so a stuck database cannot pile up an unbounded queue behind it.
 final class InFlight: Sendable {
-    private let count = Atomic<Int>(0)
+    private let count = Synchronization.Atomic<Int>(0)
     private let limit: Int
 
     init(limit: Int) { self.limit = limit }

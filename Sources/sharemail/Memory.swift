@@ -3,7 +3,7 @@ import Logging
 import Metrics
 import ShareMail
 import ShareMailStore
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// The conversation memory as the daemon uses it: opened lazily (a database
 /// that is down at start-up must not keep sharemail from serving), every
@@ -12,7 +12,7 @@ final class Memory: Sendable {
     private let location: StoreLocation
     private let timeout: Duration
     private let logger: Logger
-    private let state = Mutex<State>(State())
+    private let state = NIOLockedValueBox(State())  // see PolicyStore.swift
     private let errors = Counter(label: "sharemail_store_errors_total")
 
     private struct State {
@@ -36,14 +36,14 @@ final class Memory: Sendable {
     /// is logged; later `store()` calls retry in the background.
     func openNow() {
         guard let store = open() else { return }
-        state.withLock { $0.store = store }
+        state.withLockedValue { $0.store = store }
     }
 
     /// The open store, or nil (route without memory). When there is none and
     /// it is time to try again, a background thread opens it: opening can
     /// take seconds (connect, migrations) and no message waits for that.
     func store() -> (any ConversationStore)? {
-        let startOpening: Bool = state.withLock { state in
+        let startOpening: Bool = state.withLockedValue { state in
             guard state.store == nil, !state.opening, ContinuousClock.now >= state.retryAfter else { return false }
             state.opening = true
             return true
@@ -51,7 +51,7 @@ final class Memory: Sendable {
         if startOpening {
             let thread = Thread { [self] in
                 let store = open()
-                state.withLock { state in
+                state.withLockedValue { state in
                     state.opening = false
                     state.store = store
                 }
@@ -59,7 +59,7 @@ final class Memory: Sendable {
             thread.name = "sharemail-store-open"
             thread.start()
         }
-        return state.withLock { $0.store }
+        return state.withLockedValue { $0.store }
     }
 
     private func open() -> (any ConversationStore)? {
@@ -69,7 +69,7 @@ final class Memory: Sendable {
             return store
         } catch {
             errors.increment()
-            state.withLock { $0.retryAfter = ContinuousClock.now + Self.retryInterval }
+            state.withLockedValue { $0.retryAfter = ContinuousClock.now + Self.retryInterval }
             logger.error("conversation memory unavailable: routing by names", metadata: [
                 "state": "\(Self.redacted(location))", "error": "\(error)",
             ])
@@ -166,7 +166,7 @@ final class Memory: Sendable {
         logger.warning("conversation memory \(what) failed: routing continues without it", metadata: ["error": "\(error)"])
         // The store reconnects by itself; only a closed one must be reopened.
         if (error as? StoreError) == .closed {
-            state.withLock { $0.store = nil }
+            state.withLockedValue { $0.store = nil }
         }
     }
 
