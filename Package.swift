@@ -105,6 +105,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "MilterTests",
+            dependencies: ["Milter"]
+        ),
+        .testTarget(
             name: "ShareMailTests",
             dependencies: ["ShareMail", "MailHeaders"]
         ),

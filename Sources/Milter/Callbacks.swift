@@ -65,15 +65,16 @@ let milterNegotiate: @convention(c) (
     }
 
     var flags: UInt = 0
+    let (steps, replies) = options.negotiated
     for step in Milter.Step.allCases {
-        if !options.steps.contains(step) {
+        if !steps.contains(step) {
             flags |= step.skipFlag
-        } else if !options.replies.contains(step) {
+        } else if !replies.contains(step) {
             flags |= step.noReplyFlag
         }
     }
     // A filter that reads the body may want to stop early with SMFIS_SKIP.
-    if options.steps.contains(.body) { flags |= UInt(SMFIP_SKIP) }
+    if steps.contains(.body) { flags |= UInt(SMFIP_SKIP) }
     flags &= offeredProtocol   // ask only for what the MTA can do
 
     actionsOut?.pointee = wantedActions
@@ -127,6 +128,13 @@ let milterRecipient: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Unsafe
     guard let ctx, let state = connection(ctx) else { return missingState }
     let verdict = state.session.recipient(arguments(argv), context: MilterContext(pointer: ctx))
     return answer(verdict, step: .recipient, ctx: ctx, state: state)
+}
+
+/// DATA: no session stage needs it; taken only on TCP sockets, where its
+/// reply keeps the conversation out of a Nagle stall (see `Options.negotiated`).
+let milterData: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
+    guard let ctx, let state = connection(ctx) else { return missingState }
+    return answer(.continue, step: .data, ctx: ctx, state: state)
 }
 
 let milterHeader: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?) -> sfsistat = {

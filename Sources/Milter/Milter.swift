@@ -94,6 +94,21 @@ public enum Milter {
             self.socketOwner = socketOwner
             self.socketGroup = socketGroup
         }
+
+        /// A TCP socket (inet:, inet6:) rather than a unix one.
+        var isTCP: Bool { socket.hasPrefix("inet") }
+
+        /// The steps and replies asked of the MTA: `steps` and `replies`, and
+        /// on TCP also DATA with a reply. Measured with a no-op C milter on
+        /// TCP (bench/, flags 0x53D2 vs 0x51D2): skipping DATA, or taking it
+        /// without a reply, lets Postfix write RCPT's successor and the first
+        /// headers back to back, and the second write waits on Nagle for the
+        /// filter's delayed ACK: 411 msg/s instead of 590. On a unix socket
+        /// there is no such stall, and skipping DATA is cheaper.
+        var negotiated: (steps: Set<Step>, replies: Set<Step>) {
+            guard isTCP, !steps.contains(.data) else { return (steps, replies) }
+            return (steps.union([.data]), replies.union([.data]))
+        }
     }
 
     /// Everything a callback needs, fixed for the life of the process.
@@ -128,6 +143,7 @@ public enum Milter {
         description.xxfi_connect = milterConnect
         description.xxfi_envfrom = milterMailFrom
         description.xxfi_envrcpt = milterRecipient
+        description.xxfi_data = milterData
         description.xxfi_header = milterHeader
         description.xxfi_body = milterBody
         description.xxfi_eom = milterEndOfMessage
@@ -139,7 +155,7 @@ public enum Milter {
         // true: remove a stale unix socket left by a crashed earlier run.
         try check(smfi_opensocket(1), .openSocket(options.socket))
         try applySocketPermissions(options)
-        if options.socket.hasPrefix("inet") {
+        if options.isTCP {
             // Measured: without it a TCP milter conversation stalls on
             // delayed ACKs (202 → 366 msg/s with it). Called outside the log
             // statement: a log message is an autoclosure, not evaluated
