@@ -8,6 +8,8 @@
  *                                 only RCPT waits for a reply
  *   noop-milter -c SOCKET         as -n, and skips connect too (the client's
  *                                 address can come as a macro with MAIL)
+ *   noop-milter -f HEX SOCKET     asks for exactly these protocol flags (SMFIP_*,
+ *                                 hexadecimal): to find which step costs what
  *   noop-milter -s SOCKET         skips the same steps, but answers every step
  *                                 it takes (no SMFIP_NR_*): one reply per
  *                                 command, so no Nagle/delayed-ACK stall on TCP
@@ -41,6 +43,7 @@ static sfsistat on_data(SMFICTX *ctx) { (void)ctx; return SMFIS_CONTINUE; }
  * (with -s: a reply at every step). */
 static int no_reply = 1;
 static int no_connect = 0;
+static long exact_flags = -1;
 
 static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2, unsigned long f3,
                              unsigned long *pf0, unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
@@ -49,6 +52,7 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
     unsigned long wanted = SMFIP_NOHELO | SMFIP_NODATA | SMFIP_NOEOH | SMFIP_NOBODY | SMFIP_NOUNKNOWN;
     if (no_reply) wanted |= SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR;
     if (no_connect) wanted = (wanted & ~SMFIP_NR_CONN) | SMFIP_NOCONNECT;
+    if (exact_flags >= 0) wanted = (unsigned long)exact_flags;
     *pf0 = 0;              /* no message changes */
     *pf1 = wanted & f1;    /* only what the MTA offers */
     *pf2 = 0;
@@ -60,13 +64,14 @@ int main(int argc, char **argv)
 {
     int negotiate = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "nsc")) != -1) {
+    while ((opt = getopt(argc, argv, "nscf:")) != -1) {
         if (opt == 'n') negotiate = 1;
         else if (opt == 'c') negotiate = 1, no_connect = 1;
+        else if (opt == 'f') negotiate = 1, exact_flags = strtol(optarg, NULL, 16);
         else if (opt == 's') negotiate = 1, no_reply = 0;
-        else { fprintf(stderr, "usage: %s [-n|-c|-s] unix:/path|inet:port@host\n", argv[0]); return 64; }
+        else { fprintf(stderr, "usage: %s [-n|-c|-s|-f HEX] unix:/path|inet:port@host\n", argv[0]); return 64; }
     }
-    if (optind != argc - 1) { fprintf(stderr, "usage: %s [-n|-c|-s] unix:/path|inet:port@host\n", argv[0]); return 64; }
+    if (optind != argc - 1) { fprintf(stderr, "usage: %s [-n|-c|-s|-f HEX] unix:/path|inet:port@host\n", argv[0]); return 64; }
 
     struct smfiDesc desc;
     memset(&desc, 0, sizeof desc);
