@@ -75,17 +75,20 @@ int cmilter_nodelay_listeners(void) {
     return count;
 }
 
-static void cmilter_signal_set(sigset_t *set) {
+// SIGUSR1 (reload), and with `stop_signals` the ones that stop a milter.
+static void signal_set(sigset_t *set, int stop_signals) {
     sigemptyset(set);
-    sigaddset(set, SIGHUP);
-    sigaddset(set, SIGTERM);
-    sigaddset(set, SIGINT);
     sigaddset(set, SIGUSR1);
+    if (stop_signals) {
+        sigaddset(set, SIGHUP);
+        sigaddset(set, SIGTERM);
+        sigaddset(set, SIGINT);
+    }
 }
 
 int cmilter_block_signals(void) {
     sigset_t set;
-    cmilter_signal_set(&set);
+    signal_set(&set, 1);
     return pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
@@ -111,8 +114,6 @@ int cmilter_take_stop_signals(void) {
     atomic_store(&stop_signals_taken, true);
     return 1;
 }
-
-int cmilter_stop_signals_taken(void) { return atomic_load(&stop_signals_taken) ? 1 : 0; }
 
 static int wait_for(const sigset_t *set) {
     for (;;) {
@@ -143,13 +144,7 @@ int sigwait(const sigset_t *set, int *sig) {
 
 int cmilter_wait_for_signal(int stop_signals) {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGUSR1);
-    if (stop_signals) {
-        sigaddset(&set, SIGHUP);
-        sigaddset(&set, SIGTERM);
-        sigaddset(&set, SIGINT);
-    }
+    signal_set(&set, stop_signals);
     int received = wait_for(&set);
     return received < 0 ? -1 : received;
 }

@@ -53,9 +53,6 @@ int cmilter_block_signals(void);
 /// (and changes nothing) when libmilter would not call this sigwait.
 int cmilter_take_stop_signals(void);
 
-/// 1 when cmilter_take_stop_signals was called (and sigwait is this file's).
-int cmilter_stop_signals_taken(void);
-
 /// Waits until SIGUSR1 arrives, or with `stop_signals` also SIGHUP, SIGTERM or
 /// SIGINT (all blocked: cmilter_block_signals), and returns its number; -1 on
 /// error. Never waits through this file's sigwait.
