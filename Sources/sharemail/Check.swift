@@ -36,8 +36,8 @@ struct Check: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("The TOML configuration file.", valueName: "file"))
-    var config: String = "/etc/sharemail/sharemail.toml"
+    @OptionGroup var configurationFile: ConfigurationFileOption
+    var config: String { configurationFile.config }
 
     @Option(name: .long, help: ArgumentHelp("Envelope sender (MAIL FROM); \"\" for the null sender.", valueName: "address"))
     var from: String

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import ShareMail
 
@@ -22,4 +23,10 @@ enum ConfigurationFile {
         }
         return try ConfigurationLoader.load(text: text, file: path)
     }
+}
+
+/// `--config FILE`: the option of every command that reads the configuration.
+struct ConfigurationFileOption: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The TOML configuration file.", valueName: "file"))
+    var config: String = "/etc/sharemail/sharemail.toml"
 }

@@ -46,8 +46,8 @@ struct Assign: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("The TOML configuration file.", valueName: "file"))
-    var config: String = "/etc/sharemail/sharemail.toml"
+    @OptionGroup var configurationFile: ConfigurationFileOption
+    var config: String { configurationFile.config }
 
     @Option(name: .long, help: ArgumentHelp("A Message-ID of the thread (with or without <>).", valueName: "message-id"))
     var thread: String?
@@ -112,8 +112,8 @@ struct Log: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("The TOML configuration file.", valueName: "file"))
-    var config: String = "/etc/sharemail/sharemail.toml"
+    @OptionGroup var configurationFile: ConfigurationFileOption
+    var config: String { configurationFile.config }
 
     @Option(name: .long, help: ArgumentHelp("Only this staff (login or address).", valueName: "staff"))
     var staff: String?

@@ -28,8 +28,8 @@ struct Doctor: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("sharemail's TOML configuration file.", valueName: "file"))
-    var config: String = "/etc/sharemail/sharemail.toml"
+    @OptionGroup var configurationFile: ConfigurationFileOption
+    var config: String { configurationFile.config }
 
     @Option(name: .customShort("c"), help: ArgumentHelp("Postfix configuration directory (postconf -c).", valueName: "dir"))
     var postfixDirectory: String?

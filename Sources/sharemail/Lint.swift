@@ -24,8 +24,8 @@ struct Lint: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("The TOML configuration file.", valueName: "file"))
-    var config: String = "/etc/sharemail/sharemail.toml"
+    @OptionGroup var configurationFile: ConfigurationFileOption
+    var config: String { configurationFile.config }
 
     func run() throws {
         do {

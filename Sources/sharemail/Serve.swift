@@ -37,8 +37,8 @@ struct Serve: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("The TOML configuration file.", valueName: "file"))
-    var config: String = "/etc/sharemail/sharemail.toml"
+    @OptionGroup var configurationFile: ConfigurationFileOption
+    var config: String { configurationFile.config }
 
     @Option(name: .long, help: ArgumentHelp("Milter socket (overrides the file's `socket`): unix:/path or inet:port@host.", valueName: "spec"))
     var socket: String?
