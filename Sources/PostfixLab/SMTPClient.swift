@@ -23,39 +23,16 @@ package final class SMTPClient {
     package private(set) var transcript: [String] = []  // "C: …" / "S: …", for failure messages
 
     package init(port: UInt16, timeoutSeconds: Int = 30) throws {
-        fd = try Self.connect(port: port, timeoutSeconds: timeoutSeconds)
+        fd = try connectLoopback(port: port, timeoutSeconds: timeoutSeconds)
     }
 
     deinit { close(fd) }
 
     /// True when something accepts TCP connections on 127.0.0.1:`port`.
     package static func canConnect(port: UInt16) -> Bool {
-        guard let fd = try? connect(port: port, timeoutSeconds: 2) else { return false }
+        guard let fd = try? connectLoopback(port: port, timeoutSeconds: 2) else { return false }
         close(fd)
         return true
-    }
-
-    private static func connect(port: UInt16, timeoutSeconds: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw LabError("socket() failed: \(String(cString: strerror(errno)))") }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(fd)
-            throw LabError("cannot connect to 127.0.0.1:\(port): \(reason)")
-        }
-        return fd
     }
 
     // MARK: Commands

@@ -153,15 +153,7 @@ extension ShareMailStoreTests {
         /// A listening socket that never accepts.
         func listen(on port: Int) throws -> Int32 {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            let bound = withUnsafePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-                }
-            }
+            let bound = withLoopbackAddress(port: UInt16(port)) { bind(fd, $0, $1) == 0 }
             guard fd >= 0, bound, Glibc.listen(fd, 16) == 0 else {
                 throw ClusterError("listen on \(port): \(String(cString: strerror(errno)))")
             }
