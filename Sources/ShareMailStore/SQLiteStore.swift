@@ -31,7 +31,16 @@ final class SQLiteStore: ConversationStore {
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
             pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
+            do {
+                try Self.migrator.migrate(pool)
+            } catch {
+                // GRDB reads which migrations are applied before it takes the write lock, so two
+                // openers of an empty file (two daemons, or `sharemail assign` during a start) can
+                // both run v1; the loser's copy fails ("table sent already exists") and rolls back
+                // once the winner has committed. A second pass then finds nothing left to do; a
+                // real failure fails again.
+                try Self.migrator.migrate(pool)
+            }
         } catch let error as DatabaseError {
             throw StoreError.database("\(path): \(error.message ?? error.description)")
         } catch let error as StoreError {
