@@ -60,6 +60,11 @@ package final class PostfixInstance: Sendable {
             "mydomain = example.com",
             "myorigin = example.com",
             "mydestination =",
+            // As Debian's main.cf; swap_bangpath, allow_percent_hack,
+            // append_at_myorigin and append_dot_mydomain keep Postfix's
+            // defaults, so the tests meet every address form Postfix rewrites.
+            "recipient_delimiter = +",
+            "smtputf8_enable = yes",
             "inet_interfaces = 127.0.0.1",
             "inet_protocols = ipv4",
             // Not 127.0.0.0/8: the test clients must not be trusted relays. XCLIENT ADDR= replaces

@@ -18,8 +18,8 @@ public struct BounceScanner: Sendable {
 
     /// Is this message worth scanning: a delivery report, or anything with
     /// the null sender.
-    public static func wants(sender: String, headers: [Header]) -> Bool {
-        if PolicyEngine.isNullPath(sender) { return true }
+    public static func wants(sender: EnvelopeAddress, headers: [Header]) -> Bool {
+        if sender.isNull { return true }
         return headers.contains { header in
             header.name.lowercased() == "content-type"
                 && String(decoding: header.raw, as: UTF8.self).lowercased().contains("multipart/report")

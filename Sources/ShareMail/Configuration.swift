@@ -13,6 +13,10 @@ public struct Configuration: Sendable {
     public var trustedNetworks: [IPNetwork]
     /// Charset for raw 8-bit header bytes that are not UTF-8.
     public var headerFallbackCharset: String
+    /// Postfix's `recipient_delimiter`: each character starts an address
+    /// extension (`zhangsan+tag@` is zhangsan@). Must match main.cf, which
+    /// `sharemail doctor` checks; "" when Postfix has none.
+    public var recipientDelimiter: String
     /// Where the daemon logs: syslog (facility mail, so lines sit beside
     /// Postfix's in mail.log) or standard error (journald under systemd).
     public var log: LogTarget
@@ -39,7 +43,7 @@ public struct Configuration: Sendable {
 
     public init(socket: String = Configuration.defaultSocket, socketMode: UInt32? = nil, socketOwner: String? = nil,
                 socketGroup: String? = nil, trustedNetworks: [IPNetwork] = [],
-                headerFallbackCharset: String = "GB18030", log: LogTarget = .stderr, logLevel: String = "info",
+                headerFallbackCharset: String = "GB18030", recipientDelimiter: String = Configuration.defaultRecipientDelimiter, log: LogTarget = .stderr, logLevel: String = "info",
                 metrics: HostPort? = nil, state: String? = nil, retentionDays: Int = 365,
                 stateTimeoutMilliseconds: Int = 200, drainTimeoutSeconds: Int = 30, mailboxes: [SharedMailbox]) {
         self.socket = socket
@@ -48,6 +52,7 @@ public struct Configuration: Sendable {
         self.socketGroup = socketGroup
         self.trustedNetworks = trustedNetworks
         self.headerFallbackCharset = headerFallbackCharset
+        self.recipientDelimiter = recipientDelimiter
         self.log = log
         self.logLevel = logLevel
         self.metrics = metrics
@@ -59,6 +64,8 @@ public struct Configuration: Sendable {
     }
 
     public static let defaultSocket = "unix:/run/sharemail/milter.sock"
+    /// Debian's main.cf sets `recipient_delimiter = +`.
+    public static let defaultRecipientDelimiter = "+"
 }
 
 /// A listening address such as `127.0.0.1:9325` or `[::1]:9325`.
@@ -85,6 +92,9 @@ public struct SharedMailbox: Sendable, Hashable {
     public var address: EmailAddress
     /// The mailbox that gets a copy of everything (defaults to `address`).
     public var manager: EmailAddress
+    /// The manager's SASL login (defaults to `manager`): only the manager may
+    /// reassign a thread by redirecting a message (Resent-*).
+    public var managerLogin: String
     /// Copy mail that names no staff to every staff.
     public var forwardUnnamed: Bool
     /// Route a customer's unnamed mail to the staff who last wrote to them
@@ -92,10 +102,11 @@ public struct SharedMailbox: Sendable, Hashable {
     public var stickyCustomers: Bool
     public var staff: [Staff]
 
-    public init(address: EmailAddress, manager: EmailAddress? = nil, forwardUnnamed: Bool = false,
-                stickyCustomers: Bool = false, staff: [Staff]) {
+    public init(address: EmailAddress, manager: EmailAddress? = nil, managerLogin: String? = nil,
+                forwardUnnamed: Bool = false, stickyCustomers: Bool = false, staff: [Staff]) {
         self.address = address
         self.manager = manager ?? address
+        self.managerLogin = managerLogin ?? (manager ?? address).value
         self.forwardUnnamed = forwardUnnamed
         self.stickyCustomers = stickyCustomers
         self.staff = staff
@@ -193,7 +204,45 @@ public struct Directory: Sendable {
         configuration.mailboxes[reference.mailbox]
     }
 
+    /// The address Postfix delivers a resolved envelope address to, as
+    /// sharemail compares it: a trailing dot and the quotes of a quoted local
+    /// part gone, the `recipient_delimiter` extension folded
+    /// (`zhangsan+tag@` is `zhangsan@`, as Postfix's lookups fold it). nil for
+    /// what is not `local@domain` (the null sender, a bare local part).
+    public func canonical(_ resolved: String) -> EmailAddress? {
+        var text = EnvelopeAddress.stripBrackets(resolved)
+        if text.hasSuffix("."), !text.hasSuffix("..") { text = text.dropLast() }
+        guard let at = text.lastIndex(of: "@"), let parsed = EmailAddress(text) else { return nil }
+        var local = text[..<at]
+        if local.count >= 2, local.first == "\"", local.last == "\"" {
+            local = Substring(Directory.unquoted(local.dropFirst().dropLast()))
+        }
+        // Postfix folds extensions only where it delivers: a customer's
+        // buyer+orders@customer.test stays as written.
+        if localDomains.contains(parsed.domain),
+           let cut = local.dropFirst().firstIndex(where: { configuration.recipientDelimiter.contains($0) }) {
+            local = local[..<cut]
+        }
+        return EmailAddress("\(local)\(text[at...])") ?? parsed
+    }
+
+    private static func unquoted(_ text: Substring) -> String {
+        var result = ""
+        var escaped = false
+        for character in text {
+            if !escaped, character == "\\" { escaped = true; continue }
+            escaped = false
+            result.append(character)
+        }
+        return result
+    }
+
     public func staff(address: EmailAddress) -> StaffReference? { staffByAddress[address] }
+
+    /// The mailboxes whose manager logs in as `login`.
+    public func mailboxes(managedBy login: String) -> [Int] {
+        configuration.mailboxes.indices.filter { configuration.mailboxes[$0].managerLogin.lowercased() == login.lowercased() }
+    }
     public func staff(login: String) -> StaffReference? { staffByLogin[login.lowercased()] }
 
     /// A staff named the way an admin names one on the command line: by

@@ -58,9 +58,9 @@ private struct Reader {
     var problems: [ConfigurationProblem] = []
 
     static let topKeys: Set<String> = ["socket", "socket_mode", "socket_owner", "socket_group", "trusted_networks",
-                                       "header_fallback_charset", "log", "log_level", "metrics", "state",
+                                       "header_fallback_charset", "recipient_delimiter", "log", "log_level", "metrics", "state",
                                        "retention_days", "state_timeout_ms", "drain_timeout_seconds", "mailbox"]
-    static let mailboxKeys: Set<String> = ["address", "manager", "forward_unnamed", "sticky_customers", "staff"]
+    static let mailboxKeys: Set<String> = ["address", "manager", "manager_login", "forward_unnamed", "sticky_customers", "staff"]
     static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet"]
 
     init(file: String, locator: KeyLocator) {
@@ -91,6 +91,10 @@ private struct Reader {
             return network
         }
         let charset = string(table, "header_fallback_charset", path: "") ?? "GB18030"
+        let delimiter = string(table, "recipient_delimiter", path: "") ?? Configuration.defaultRecipientDelimiter
+        if delimiter.contains(where: { $0 == "@" || $0 == "\"" || $0.isWhitespace || !$0.isASCII }) {
+            problem("recipient_delimiter", "\"\(delimiter)\" is not a Postfix recipient_delimiter: give its characters, such as \"+\"")
+        }
         var log = Configuration.LogTarget.stderr
         if let text = string(table, "log", path: "") {
             if let target = Configuration.LogTarget(rawValue: text) { log = target } else {
@@ -137,7 +141,7 @@ private struct Reader {
         checkDuplicates(teams)
         return Configuration(socket: socket, socketMode: mode, socketOwner: string(table, "socket_owner", path: ""),
                              socketGroup: string(table, "socket_group", path: ""), trustedNetworks: networks,
-                             headerFallbackCharset: charset, log: log, logLevel: level, metrics: metrics,
+                             headerFallbackCharset: charset, recipientDelimiter: delimiter, log: log, logLevel: level, metrics: metrics,
                              state: state, retentionDays: retention, stateTimeoutMilliseconds: stateTimeout,
                              drainTimeoutSeconds: drainTimeout, mailboxes: mailboxes)
     }
@@ -148,6 +152,10 @@ private struct Reader {
         checkKeys(table, allowed: Reader.mailboxKeys, path: path)
         let address = requiredAddress(table, "address", path: path)
         let manager = optionalAddress(table, "manager", path: path)
+        let managerLogin = string(table, "manager_login", path: path)
+        if let managerLogin, managerLogin.isEmpty || managerLogin.contains(where: \.isWhitespace) {
+            problem(path + ".manager_login", "\"\(managerLogin)\" is not a usable SASL login")
+        }
         let forward = bool(table, "forward_unnamed", path: path) ?? false
         let sticky = bool(table, "sticky_customers", path: path) ?? false
         var staff: [Staff] = []
@@ -165,7 +173,7 @@ private struct Reader {
             }
         }
         guard let address else { return (nil, staff) }
-        return (SharedMailbox(address: address, manager: manager, forwardUnnamed: forward, stickyCustomers: sticky,
+        return (SharedMailbox(address: address, manager: manager, managerLogin: managerLogin, forwardUnnamed: forward, stickyCustomers: sticky,
                               staff: staff), staff)
     }
 

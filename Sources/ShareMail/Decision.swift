@@ -52,6 +52,9 @@ public struct Decision: Sendable, Hashable {
     public var addRecipients: [EmailAddress] = []
     /// Recipients to drop, spelled exactly as in RCPT TO.
     public var removeRecipients: [String] = []
+    /// Internet recipients to remove and add back as Postfix resolved them,
+    /// which drops their ESMTP parameters (an ORCPT that names a staff).
+    public var strippedRecipients: [EnvelopeAddress] = []
     public var envelopeSender: EmailAddress?
     public var headerChanges: [HeaderChange] = []
     /// Why, in order: which rule fired, which name matched which staff.
@@ -73,7 +76,8 @@ public struct Decision: Sendable, Hashable {
 
     /// Does the decision change anything at all.
     public var changesMessage: Bool {
-        !addRecipients.isEmpty || !removeRecipients.isEmpty || envelopeSender != nil || !headerChanges.isEmpty
+        !addRecipients.isEmpty || !removeRecipients.isEmpty || !strippedRecipients.isEmpty || envelopeSender != nil
+            || !headerChanges.isEmpty
     }
 }
 
@@ -81,6 +85,8 @@ public struct Decision: Sendable, Hashable {
 public enum RecipientVerdict: Sendable, Hashable {
     case accept
     case reject(SMTPReply, reason: String)
+    /// Deferred: sharemail cannot decide on this recipient now.
+    case tempfail(SMTPReply, reason: String)
 }
 
 /// Something the conversation memory should record after a decision.

@@ -39,10 +39,10 @@ public struct Header: Sendable, Hashable {
 /// Everything the engine decides on at the end of a message.
 public struct MessageFacts: Sendable, Hashable {
     public var submission: Submission
-    /// MAIL FROM as the MTA passed it ("<a@b>", "a@b", "<>" or "").
-    public var sender: String
-    /// Accepted RCPT TO addresses, each as the MTA passed it.
-    public var recipients: [String]
+    /// MAIL FROM, as written and as Postfix resolved it.
+    public var sender: EnvelopeAddress
+    /// The accepted RCPT TO addresses, as written and as Postfix resolved them.
+    public var recipients: [EnvelopeAddress]
     public var headers: [Header]
     /// The message was sent with SMTPUTF8: headers may carry raw UTF-8.
     public var smtpUTF8: Bool
@@ -58,7 +58,7 @@ public struct MessageFacts: Sendable, Hashable {
     /// message of a bounce), when the caller read them.
     public var bodyMessageIDs: [String] = []
 
-    public init(submission: Submission, sender: String, recipients: [String], headers: [Header],
+    public init(submission: Submission, sender: EnvelopeAddress, recipients: [EnvelopeAddress], headers: [Header],
                 smtpUTF8: Bool = false, uniqueToken: String) {
         self.submission = submission
         self.sender = sender

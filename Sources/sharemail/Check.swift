@@ -18,6 +18,11 @@ struct Check: ParsableCommand {
             (the sendmail command on the host) or a --client-ip in trusted_networks \
             says otherwise.
 
+            Give addresses as Postfix resolves them (user@domain): the daemon reads \
+            Postfix's own resolution ({mail_addr}, {rcpt_addr}), and check has no \
+            Postfix to ask, so a bang path, a percent hack or a bare name is \
+            reported as one the daemon could not place.
+
             EXIT STATUS
               0 accept, 1 reject or tempfail, 64 bad usage, 65 unreadable message,
               78 bad configuration.
@@ -89,9 +94,8 @@ struct Check: ParsableCommand {
         }
 
         let submission = Submission(channel: local ? .local : .smtp, login: login, clientAddress: clientIP.flatMap(IPAddress.init))
-        let sender = local ? from : "<\(from)>"
-        let report = CheckReport.evaluate(engine: engine, submission: submission, sender: sender,
-                                          recipients: rcpt.map { local ? $0 : "<\($0)>" }, headers: headers)
+        let report = CheckReport.evaluate(engine: engine, submission: submission, sender: EnvelopeAddress(local ? from : "<\(from)>"),
+                                          recipients: rcpt.map { EnvelopeAddress(local ? $0 : "<\($0)>") }, headers: headers)
         print(json ? report.json() : report.text())
         if report.action != "accept" { throw ExitCode(1) }
     }
@@ -136,21 +140,24 @@ struct CheckReport: Encodable {
     /// (the daemon uses a random one).
     static let checkToken = "sharemail-check"
 
-    static func evaluate(engine: PolicyEngine, submission: Submission, sender: String, recipients: [String],
-                         headers: [Header]?) -> CheckReport {
-        var accepted: [String] = []
-        var refusals: [(String, SMTPReply, String)] = []
+    static func evaluate(engine: PolicyEngine, submission: Submission, sender: EnvelopeAddress,
+                         recipients: [EnvelopeAddress], headers: [Header]?) -> CheckReport {
+        var accepted: [EnvelopeAddress] = []
+        var refusals: [(EnvelopeAddress, SMTPReply, String, deferred: Bool)] = []
         for recipient in recipients {
             switch engine.checkRecipient(recipient, submission: submission, sender: sender) {
             case .accept: accepted.append(recipient)
-            case .reject(let reply, let reason): refusals.append((recipient, reply, reason))
+            case .reject(let reply, let reason): refusals.append((recipient, reply, reason, false))
+            case .tempfail(let reply, let reason): refusals.append((recipient, reply, reason, true))
             }
         }
-        let refusalReasons = refusals.map { "RCPT \($0.0): refused: \($0.1) (\($0.2))" }
+        let refusalReasons = refusals.map { "RCPT \($0.0.written): \($0.deferred ? "deferred" : "refused"): \($0.1) (\($0.2))" }
         guard !accepted.isEmpty else {
             // Every recipient refused: the client never gets to DATA.
             let (_, why) = engine.role(of: submission, sender: sender)
-            return CheckReport(action: "reject", reply: refusals.first.map { "\($0.1)" }, reasons: [why] + refusalReasons)
+            let deferred = refusals.contains { $0.deferred } && !refusals.contains { !$0.deferred }
+            return CheckReport(action: deferred ? "tempfail" : "reject", reply: refusals.first.map { "\($0.1)" },
+                               reasons: [why] + refusalReasons)
         }
         let facts = MessageFacts(submission: submission, sender: sender, recipients: accepted, headers: headers ?? [],
                                  uniqueToken: checkToken)

@@ -14,6 +14,7 @@ struct Doctor: ParsableCommand {
               - a chrooted smtpd or cleanup that cannot reach the socket;
               - smtpd_sasl_authenticated_header, which would show staff logins;
               - sharemail placed before a DKIM signer;
+              - recipient_delimiter the same in Postfix and sharemail;
               - each unified and manager address accepted and delivered by Postfix;
               - whether a header-strip rule is needed (it is not: sharemail adds no
                 private headers);
@@ -172,6 +173,7 @@ struct DoctorChecks {
                 text: "smtpd_sasl_authenticated_header = yes: Received headers name the staff's login (often their own address) in mail that leaves",
                 fix: "postconf -e smtpd_sasl_authenticated_header=no"))
         }
+        findings.append(recipientDelimiter())
         for mailbox in configuration.mailboxes {
             findings.append(deliverable(mailbox.address, role: "unified address"))
             if mailbox.manager != mailbox.address { findings.append(deliverable(mailbox.manager, role: "manager of \(mailbox.address)")) }
@@ -246,6 +248,21 @@ struct DoctorChecks {
 
     /// A chrooted smtpd or cleanup sees unix socket paths inside the queue
     /// directory only.
+    /// Postfix folds `zhangsan+tag@` to `zhangsan@` by its recipient_delimiter;
+    /// sharemail must fold the same characters, or such a form would slip
+    /// past the staff rules (or be held to them when Postfix delivers it
+    /// elsewhere).
+    func recipientDelimiter() -> Finding {
+        let postfixValue = postfix.parameters["recipient_delimiter"] ?? ""
+        let ours = configuration.recipientDelimiter
+        guard Set(postfixValue) == Set(ours) else {
+            return Finding(level: .fail,
+                           text: "recipient_delimiter = \"\(postfixValue)\" in Postfix, \"\(ours)\" in sharemail: address extensions would be read differently",
+                           fix: "set recipient_delimiter = \"\(postfixValue)\" in sharemail's configuration")
+        }
+        return Finding(level: .ok, text: "recipient_delimiter = \"\(ours)\" in Postfix and sharemail")
+    }
+
     func chroot(_ ours: MilterSocket) -> [Finding] {
         guard case .unix(let path) = ours else { return [] }
         let queue = postfix.parameters["queue_directory"] ?? "/var/spool/postfix"

@@ -131,8 +131,8 @@ final class Memory: Sendable {
             }
             try store.recordAudit(AuditEntry(
                 time: now, queueID: queueID, direction: Self.direction(decision.role),
-                sender: PolicyEngine.bareAddress(facts.sender),
-                recipients: facts.recipients.map(PolicyEngine.bareAddress),
+                sender: facts.sender.bare,
+                recipients: facts.recipients.map(\.bare),
                 action: Self.action(decision.action), rule: decision.rule,
                 staff: decision.staff.first?.value, mailbox: decision.mailbox?.value,
                 customer: Self.customer(decision, facts: facts)))
@@ -191,7 +191,7 @@ final class Memory: Sendable {
     static func customer(_ decision: Decision, facts: MessageFacts) -> String? {
         switch decision.role {
         case .internet:
-            return PolicyEngine.bareAddress(facts.sender).nilIfEmpty
+            return facts.sender.bare.nilIfEmpty
         case .staff:
             for update in decision.memoryUpdates {
                 if case .sent(_, _, _, let customers) = update { return customers.first?.value }

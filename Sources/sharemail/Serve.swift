@@ -96,7 +96,13 @@ struct Serve: ParsableCommand {
             // Only RCPT can refuse something (and the body step says "skip");
             // every other step goes on without making Postfix wait.
             replies: readsBody ? [.recipient, .body] : [.recipient],
-            macros: [.mail: ["{auth_authen}", "i"], .endOfMessage: ["i"]],
+            // Postfix's own resolution of each address ({mail_addr},
+            // {rcpt_addr}): sharemail classifies what Postfix will deliver to,
+            // never the raw command. Asked for here, so main.cf's
+            // milter_*_macros cannot leave them out.
+            macros: [.mail: ["{auth_authen}", "{mail_addr}", "i"],
+                     .recipient: ["{rcpt_addr}", "{rcpt_host}", "{rcpt_mailer}"],
+                     .endOfMessage: ["i"]],
             timeout: 600,
             socketMode: configuration.socketMode.map { mode_t($0) },
             socketOwner: try configuration.socketOwner.map(Self.userID),

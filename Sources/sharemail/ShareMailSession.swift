@@ -19,9 +19,9 @@ final class ShareMailSession: MilterSession {
     // Message: reset after end of message and on abort.
     private var engine: PolicyEngine?
     private var submission = Submission(channel: .smtp)
-    private var sender = ""
+    private var sender = EnvelopeAddress(written: "", resolved: nil)
     private var smtpUTF8 = false
-    private var recipients: [String] = []
+    private var recipients: [EnvelopeAddress] = []
     private var headers: [Header] = []
     /// Reading a bounce's body for the Message-ID it quotes (only with a
     /// conversation memory, which is what needs it).
@@ -61,16 +61,31 @@ final class ShareMailSession: MilterSession {
         }
         engine = policy.snapshot()
         submission = Submission(channel: channel, login: context.macro("{auth_authen}"), clientAddress: client)
-        sender = arguments.first ?? ""
-        smtpUTF8 = arguments.dropFirst().contains { $0.uppercased() == "SMTPUTF8" }
+        sender = Self.envelopeAddress(arguments, resolved: context.macro("{mail_addr}"))
+        smtpUTF8 = sender.parameters.contains { $0.uppercased() == "SMTPUTF8" }
         return .continue
+    }
+
+    /// An envelope address from a MAIL or RCPT command and Postfix's own
+    /// resolution of it (`{mail_addr}`, `{rcpt_addr}`). Postfix may leave the
+    /// macro out for the null sender, which needs no resolving.
+    static func envelopeAddress(_ arguments: [String], resolved: String?) -> EnvelopeAddress {
+        let written = arguments.first ?? ""
+        let null = written == "<>" || written.isEmpty
+        return EnvelopeAddress(written: written, resolved: resolved ?? (null ? "" : nil),
+                               parameters: Array(arguments.dropFirst()))
     }
 
     func recipient(_ arguments: [String], context: MilterContext) -> Verdict {
         if stopping { return .tempfail(Self.shuttingDown) }
-        guard let engine, let recipient = arguments.first else {
+        guard let engine, !arguments.isEmpty else {
             return .tempfail(Self.internalError)
         }
+        // Postfix has refused this recipient itself and only tells the
+        // milter (`{rcpt_mailer}` "error"): its own reply stands, and the
+        // recipient will not be in the message.
+        if context.macro("{rcpt_mailer}") == "error" { return .continue }
+        let recipient = Self.envelopeAddress(arguments, resolved: context.macro("{rcpt_addr}"))
         switch engine.checkRecipient(recipient, submission: submission, sender: sender) {
         case .accept:
             recipients.append(recipient)
@@ -82,6 +97,12 @@ final class ShareMailSession: MilterSession {
                 "reply": "\(reply)", "reason": "\(reason)",
             ])
             return .reject(Self.reply(reply))
+        case .tempfail(let reply, let reason):
+            logger.warning("NOQUEUE: recipient deferred", metadata: [
+                "from": "\(sender)", "to": "\(recipient)", "login": "\(submission.login ?? "")",
+                "reply": "\(reply)", "reason": "\(reason)",
+            ])
+            return .tempfail(Self.reply(reply))
         }
     }
 
@@ -144,7 +165,7 @@ final class ShareMailSession: MilterSession {
     private func resetMessage() {
         if engine != nil { inFlight.end() }
         engine = nil
-        sender = ""
+        sender = EnvelopeAddress(written: "", resolved: nil)
         smtpUTF8 = false
         recipients.removeAll(keepingCapacity: true)
         headers.removeAll(keepingCapacity: true)
@@ -160,7 +181,7 @@ final class ShareMailSession: MilterSession {
         var metadata: Logger.Metadata = [
             "channel": "\(submission.channel.rawValue)",
             "from": "\(sender)",
-            "rcpt": "\(recipients.joined(separator: ","))",
+            "rcpt": "\(recipients.map(\.description).joined(separator: ","))",
             "role": "\(Self.describe(decision.role))",
             "action": "\(Self.describe(decision.action))",
             "rule": "\(decision.rule)",
@@ -204,6 +225,10 @@ final class ShareMailSession: MilterSession {
             }
             if let sender = decision.envelopeSender { changes.append(.changeSender(sender.value)) }
             changes += decision.removeRecipients.map(Modification.deleteRecipient)
+            for recipient in decision.strippedRecipients {
+                changes.append(.deleteRecipient(recipient.written))
+                changes.append(.addRecipient("<\(recipient.resolved ?? recipient.written)>"))
+            }
             changes += decision.addRecipients.map { .addRecipient("<\($0.value)>") }
             return MessageOutcome(verdict: .continue, modifications: changes)
         }

@@ -216,6 +216,30 @@ struct MemorySQLiteTests {
         try talk.expectDelivered(to: ["manager", "wangwu"])
     }
 
+    @Test("A forged Resent-From: manager@ by a login that is not the manager reassigns nothing")
+    func forgedRedirectAssignsNothing() throws {
+        let talk = Conversation(env)
+        let original = "\(talk.tag).first@customer.test"
+        // Lisi is staff, "outsider" is neither staff nor manager: both write the manager's
+        // Resent-From into a customer's message, to Wangwu.
+        for login in ["outsider", "lisi"] {
+            let outcome = try env.lab.sendAndDeliver(
+                as: .staff(login: login), from: "\(login)@example.com", to: ["wangwu@example.com"],
+                message: message([
+                    "Resent-From: manager@example.com", "Resent-Sender: manager@example.com",
+                    "Resent-To: wangwu@example.com", "Resent-Message-ID: <resent.\(login).\(talk.tag)@example.com>",
+                    "From: <\(talk.customer)>", "To: sales@example.com", "Subject: question \(talk.tag)",
+                    "Message-ID: <\(original)>",
+                ]))
+            #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
+        }
+        env.nextStep()
+        // The customer's answer in that thread is unnamed: it goes to every staff
+        // (forward_unnamed), not to Wangwu alone.
+        try talk.customerWrites(["In-Reply-To: <\(original)>", "References: <\(original)>"])
+        try talk.expectDelivered(to: ["manager", "zhangsan", "lisi", "wangwu"])
+    }
+
     @Test("An auto-reply outside any thread reaches the manager only, never all staff")
     func autoReplyManagerOnly() throws {
         let talk = Conversation(env)

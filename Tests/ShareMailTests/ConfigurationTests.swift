@@ -48,7 +48,7 @@ struct ConfigurationTests {
               address = "zhangsan@example.com"
               recieve_internet = true
             """)
-        #expect(found.contains("f.toml:2: colour: unknown key (known here: drain_timeout_seconds, header_fallback_charset, log, log_level, mailbox, metrics, retention_days, socket, socket_group, socket_mode, socket_owner, state, state_timeout_ms, trusted_networks)"))
+        #expect(found.contains("f.toml:2: colour: unknown key (known here: drain_timeout_seconds, header_fallback_charset, log, log_level, mailbox, metrics, recipient_delimiter, retention_days, socket, socket_group, socket_mode, socket_owner, state, state_timeout_ms, trusted_networks)"))
         #expect(found.contains("f.toml:4: mailbox[0].address: \"sales@\" is not an email address (write local@domain)"))
         #expect(found.contains("f.toml:5: mailbox[0].staff[0].name: is required"))
         #expect(found.contains { $0.hasPrefix("f.toml:7: mailbox[0].staff[0].recieve_internet: unknown key") })

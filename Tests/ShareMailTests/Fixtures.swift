@@ -9,6 +9,7 @@ trusted_networks = ["10.1.0.0/16", "2001:db8:1::/48"]
 [[mailbox]]
 address = "sales@example.com"
 manager = "manager@example.com"
+manager_login = "manager"
 forward_unnamed = true
 
   [[mailbox.staff]]
@@ -50,7 +51,7 @@ let localSubmission = Submission(channel: .local)
 
 func message(_ submission: Submission, from sender: String, to recipients: [String],
              headers: [(String, String)] = [], smtpUTF8: Bool = false) -> MessageFacts {
-    MessageFacts(submission: submission, sender: sender, recipients: recipients,
+    MessageFacts(submission: submission, sender: EnvelopeAddress(sender), recipients: recipients.map { EnvelopeAddress($0) },
                  headers: headers.map { Header(name: $0.0, value: $0.1) }, smtpUTF8: smtpUTF8, uniqueToken: "token")
 }
 

@@ -136,9 +136,18 @@ struct OutboundTests {
 
     @Test("rule 5: staff to staff and staff to the manager pass untouched")
     func localOnly() {
-        for rcpt in ["<lisi@example.com>", "<manager@example.com>", "<sales@example.com>", "<info@example.com>", "<postmaster>"] {
-            let d = engine.decide(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [rcpt],
-                                          headers: [("From", "zhangsan@example.com")]))
+        // A bare <postmaster> as Postfix resolves it: with @$myorigin appended, or left bare
+        // (append_at_myorigin = no) for a local account.
+        let recipients: [EnvelopeAddress] = [
+            "<lisi@example.com>", "<manager@example.com>", "<sales@example.com>", "<info@example.com>",
+            EnvelopeAddress(written: "<postmaster>", resolved: "postmaster@example.com"),
+            EnvelopeAddress(written: "<postmaster>", resolved: "postmaster"),
+        ]
+        for rcpt in recipients {
+            var facts = message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [],
+                                headers: [("From", "zhangsan@example.com")])
+            facts.recipients = [rcpt]
+            let d = engine.decide(facts)
             #expect(!d.changesMessage, "\(rcpt)")
             #expect(d.isAccept)
         }

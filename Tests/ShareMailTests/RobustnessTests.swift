@@ -53,11 +53,27 @@ struct RobustnessTests {
         #expect(d.added == ["manager@example.com"])
     }
 
-    @Test("odd envelope paths do not crash and count as the Internet when unreadable", arguments: [
-        "", "<>", "<@route,@x:zhangsan@example.com>", "\"quoted local\"@example.com", "<a@b@c>", "@", "<", ">",
+    enum Expected: Sendable { case accept, reject, tempfail }
+
+    /// What check (and a daemon given no resolution by the MTA) makes of odd
+    /// paths: what is not plainly an address is deferred, never guessed; a
+    /// source route keeps its mailbox.
+    @Test("odd envelope paths: placed when plainly an address, else deferred; no crash", arguments: [
+        ("", Expected.tempfail), ("<>", .tempfail), ("<@route,@x:zhangsan@example.com>", .reject),
+        ("\"quoted local\"@example.com", .accept), ("<a@b@c>", .tempfail), ("@", .tempfail), ("<", .tempfail),
+        (">", .tempfail), ("example.com!zhangsan", .tempfail),
     ])
-    func oddRecipients(path: String) {
-        _ = engine.checkRecipient(path, submission: internet, sender: path)
-        _ = engine.decide(message(staffLogin("zhangsan"), from: path, to: [path]))
+    func oddRecipients(path: String, expected: Expected) {
+        let verdict = engine.checkRecipient(EnvelopeAddress(path), submission: internet, sender: "<c@customer.test>")
+        switch (verdict, expected) {
+        case (.accept, .accept), (.reject, .reject), (.tempfail, .tempfail): break
+        default: Issue.record("RCPT \(path): \(verdict), expected \(expected)")
+        }
+        let decision = engine.decide(message(localSubmission, from: "zhangsan@example.com", to: [path]))
+        if expected == .tempfail {
+            #expect(decision.action == .tempfail(PolicyEngine.cannotPlace), "\(path): \(decision.reasons)")
+        } else {
+            #expect(decision.action == .accept, "\(path): \(decision.reasons)")
+        }
     }
 }

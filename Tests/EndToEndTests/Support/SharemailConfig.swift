@@ -15,6 +15,7 @@ enum SharemailConfig {
             [[mailbox]]
             address = "sales@example.com"
             manager = "manager@example.com"
+            manager_login = "manager"
             forward_unnamed = true
 
               [[mailbox.staff]]
