@@ -49,9 +49,13 @@ package final class SMTPClient {
     /// XCLIENT makes Postfix forget the real client and re-greet; the caller must EHLO again.
     package func xclient(_ attributes: String) throws -> SMTPReply { try command("XCLIENT " + attributes) }
 
-    package func mailFrom(_ address: String) throws -> SMTPReply { try command("MAIL FROM:<\(address)>") }
+    /// `address` is put in angle brackets, unless it already starts with one: then it is sent
+    /// as written, with whatever ESMTP parameters follow (`<a@b> ENVID=x`).
+    package func mailFrom(_ address: String) throws -> SMTPReply { try command("MAIL FROM:" + Self.path(address)) }
 
-    package func rcptTo(_ address: String) throws -> SMTPReply { try command("RCPT TO:<\(address)>") }
+    package func rcptTo(_ address: String) throws -> SMTPReply { try command("RCPT TO:" + Self.path(address)) }
+
+    private static func path(_ address: String) -> String { address.hasPrefix("<") ? address : "<\(address)>" }
 
     /// DATA, then the message (LF or CRLF line ends, raw bytes allowed) with dot-stuffing.
     /// Returns the 354 refusal if DATA is refused, else the reply to the final dot.

@@ -235,6 +235,12 @@ private struct Reader {
         }
         var addresses: [EmailAddress: String] = [:]
         var logins: [String: String] = [:]
+        // A staff logged in with a manager's login would be taken for staff,
+        // and could reassign that manager's threads.
+        for team in teams {
+            guard let mailbox = team.mailbox else { continue }
+            logins[mailbox.managerLogin.lowercased()] = logins[mailbox.managerLogin.lowercased()] ?? "\(team.path).manager_login"
+        }
         for team in teams {
             var names: [String: String] = [:]
             for (s, staff) in team.staff.enumerated() {

@@ -375,9 +375,30 @@ public struct PolicyEngine: Sendable {
         plan.add(mailbox.manager)
         plan.reason("rule 3: the manager \(mailbox.manager) keeps a copy")
         let messageID = rewriteHeaders(&plan, staff: staff, mailbox: mailbox)
+        let changed = plan.decision.headerChanges.count { $0.operation == .change }
+        guard changed <= PolicyEngine.maximumChangedHeaders else {
+            plan.decision = Decision(action: .reject(PolicyEngine.tooManyChangedHeaders(changed)), role: plan.decision.role)
+            plan.decision.rule = "staff-out"
+            plan.decision.staff = [staff.address]
+            plan.decision.mailbox = mailbox.address
+            plan.reason("rule 3: \(changed) headers name a staff address; Postfix cannot store more than \(PolicyEngine.maximumChangedHeaders) changed headers: refused")
+            return
+        }
         plan.decision.memoryUpdates.append(.sent(
             messageID: messageID, staff: staff.address, mailbox: mailbox.address,
             customers: external.compactMap(address(of:))))
+    }
+
+    /// Postfix stores a changed header as a jump to its new copy and a jump
+    /// back, and finds each next header to change by walking from the top:
+    /// changing n headers costs about n²/2 backward jumps, and cleanup gives
+    /// up past 10,000 (REVERSE_JUMP_LIMIT) with "queue file write error", a
+    /// 4xx the client would retry forever. 100 stays well inside.
+    public static let maximumChangedHeaders = 100
+
+    static func tooManyChangedHeaders(_ count: Int) -> SMTPReply {
+        SMTPReply(code: 550, enhancedCode: "5.7.1",
+                  text: "\(count) headers name your own address; sharemail can hide it in at most \(maximumChangedHeaders): remove them and send again")
     }
 
     /// From becomes the unified address under the staff's name; Sender goes;

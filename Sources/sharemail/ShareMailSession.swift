@@ -81,12 +81,14 @@ final class ShareMailSession: MilterSession {
         guard let engine, !arguments.isEmpty else {
             return .tempfail(Self.internalError)
         }
-        // Postfix has refused this recipient itself and only tells the
-        // milter (`{rcpt_mailer}` "error"): its own reply stands, and the
-        // recipient will not be in the message.
-        if context.macro("{rcpt_mailer}") == "error" { return .continue }
         let recipient = Self.envelopeAddress(arguments, resolved: context.macro("{rcpt_addr}"))
-        switch engine.checkRecipient(recipient, submission: submission, sender: sender) {
+        let verdict = engine.checkRecipient(recipient, submission: submission, sender: sender)
+        // A recipient Postfix refused itself comes with `{rcpt_mailer}`
+        // "error" and its reply text in place of `{rcpt_addr}`: Postfix's
+        // reply stands. (An accepted recipient of the error transport has
+        // its address there, and is judged like any other.)
+        if case .tempfail = verdict, context.macro("{rcpt_mailer}") == "error" { return .continue }
+        switch verdict {
         case .accept:
             recipients.append(recipient)
             return .continue
@@ -191,7 +193,10 @@ final class ShareMailSession: MilterSession {
         if !decision.removeRecipients.isEmpty { metadata["removed"] = "\(decision.removeRecipients.joined(separator: ","))" }
         if let sender = decision.envelopeSender { metadata["new_from"] = "\(sender)" }
         if !decision.headerChanges.isEmpty {
-            metadata["headers"] = "\(decision.headerChanges.map { "\($0.operation.rawValue):\($0.name)" }.joined(separator: ","))"
+            // A message may change hundreds of headers: the line names the first few.
+            let shown = decision.headerChanges.prefix(12).map { "\($0.operation.rawValue):\($0.name)" }
+            let more = decision.headerChanges.count - shown.count
+            metadata["headers"] = "\(shown.joined(separator: ","))\(more > 0 ? ",+\(more) more" : "")"
         }
         logger.info("\(queueID): decision", metadata: metadata)
         logger.debug("\(queueID): reasons", metadata: ["reasons": "\(decision.reasons.joined(separator: "; "))"])

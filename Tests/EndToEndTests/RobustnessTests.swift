@@ -77,6 +77,30 @@ struct LoadTests {
         try env.beginTest()
     }
 
+    /// 99 + From is the most sharemail rewrites (Postfix's cleanup gives up on about 140 with a
+    /// "queue file write error", a 4xx); 1,500 is refused with a 5xx that says why.
+    @Test("A staff message with many headers that each name the staff: rewritten, or a clear 5xx, never an endless 4xx",
+          arguments: [99, 1_500])
+    func manyRewrittenHeaders(count: Int) throws {
+        let lines = (1...count).map { "X-Note-\($0): ask zhangsan@example.com" }
+        let outcome = try env.sendAndDeliver(
+            as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["customer@customer.test"],
+            message: message(["From: zhangsan@example.com", "To: customer@customer.test", "Subject: \(uniqueTag())"] + lines))
+        let reply = try #require(outcome.data, "\(outcome)")
+        #expect(reply.code == 250 || reply.code / 100 == 5,
+                "a 4xx makes the client retry the same message forever: \(reply)\n\(env.diagnostics)")
+        if count < 100 {
+            #expect(reply.code == 250, "\(reply)\n\(env.diagnostics)")
+            try env.expectSinkCount(1)
+        } else {
+            #expect(reply.code == 550 && reply.text.contains("headers name your own address"), "\(reply)")
+            try env.expectSinkCount(0)
+        }
+        for sent in try env.sink.messages() {
+            #expect(!sent.file.text.lowercased().contains("zhangsan@"), "a staff address leaks: \(sent)")
+        }
+    }
+
     @Test("A 5 MB message to sales@ is routed like a small one")
     func bigBody() throws {
         let line = String(repeating: "0123456789", count: 7) + "\r\n"
