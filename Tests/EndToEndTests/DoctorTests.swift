@@ -116,7 +116,7 @@ struct DoctorTests {
 
     enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case defaultActionAccept, perMilterDefaultActionAccept, dkimBeforeSharemail, nonSMTPDMiltersEmpty,
-             chrootedSMTPD, unifiedNotDeliverable, oldMilterProtocol, saslLoginInReceived
+             chrootedSMTPD, unifiedNotDeliverable, oldMilterProtocol, saslLoginInReceived, otherRecipientDelimiter
 
         var testDescription: String {
             switch self {
@@ -128,6 +128,7 @@ struct DoctorTests {
             case .unifiedNotDeliverable: "sales@ removed from virtual_alias_maps and virtual_mailbox_maps"
             case .oldMilterProtocol: "milter_protocol = 2"
             case .saslLoginInReceived: "smtpd_sasl_authenticated_header = yes"
+            case .otherRecipientDelimiter: "recipient_delimiter = - in Postfix, + in sharemail"
             }
         }
     }
@@ -157,6 +158,8 @@ struct DoctorTests {
             try postconf(directory, ["-e", "milter_protocol = 2"])
         case .saslLoginInReceived:
             try postconf(directory, ["-e", "smtpd_sasl_authenticated_header = yes"])
+        case .otherRecipientDelimiter:
+            try postconf(directory, ["-e", "recipient_delimiter = -"])
         }
     }
 
@@ -184,6 +187,8 @@ struct DoctorTests {
             return ("milter_protocol = 2:", "postconf -e milter_protocol=6")
         case .saslLoginInReceived:
             return ("smtpd_sasl_authenticated_header = yes:", "postconf -e smtpd_sasl_authenticated_header=no")
+        case .otherRecipientDelimiter:
+            return ("recipient_delimiter = \"-\" in Postfix, \"+\" in sharemail", "set recipient_delimiter = \"-\" in sharemail's configuration")
         }
     }
 

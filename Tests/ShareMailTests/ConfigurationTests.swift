@@ -28,6 +28,37 @@ struct ConfigurationTests {
         #expect(problems("drain_timeout_seconds = \"30\"" + mailbox).contains { $0.hasPrefix("f.toml:1: drain_timeout_seconds:") })
     }
 
+    @Test("manager_login defaults to the manager address; a staff login may not be a manager's")
+    func managerLogin() throws {
+        let configuration = try ConfigurationLoader.load(text: seedTOML, file: "seed.toml").0
+        #expect(configuration.mailboxes[0].managerLogin == "manager")
+        #expect(configuration.mailboxes[1].managerLogin == "support@example.org")
+        let clash = """
+            [[mailbox]]
+            address = "sales@example.com"
+            manager_login = "boss"
+
+              [[mailbox.staff]]
+              name = "Boss"
+              address = "boss@example.com"
+              login = "boss"
+            """
+        #expect(problems(clash).contains("f.toml:8: mailbox[0].staff[0].login: login \"boss\" is already used by mailbox[0].manager_login"))
+        #expect(problems("[[mailbox]]\naddress = \"s@example.com\"\nmanager_login = \"a b\"\n")
+                    .contains { $0.hasPrefix("f.toml:3: mailbox[0].manager_login:") })
+    }
+
+    @Test("recipient_delimiter: default +, empty for none, never @ or spaces")
+    func recipientDelimiter() throws {
+        let mailbox = "\n[[mailbox]]\naddress = \"sales@example.com\"\n"
+        #expect(try ConfigurationLoader.load(text: mailbox, file: "f.toml").0.recipientDelimiter == "+")
+        #expect(try ConfigurationLoader.load(text: "recipient_delimiter = \"\"" + mailbox, file: "f.toml").0.recipientDelimiter == "")
+        #expect(try ConfigurationLoader.load(text: "recipient_delimiter = \"+-\"" + mailbox, file: "f.toml").0.recipientDelimiter == "+-")
+        for bad in ["@", "+ ", "\\\""] {
+            #expect(problems("recipient_delimiter = \"\(bad)\"" + mailbox).contains { $0.hasPrefix("f.toml:1: recipient_delimiter:") }, "\(bad)")
+        }
+    }
+
     func problems(_ toml: String) -> [String] {
         do {
             _ = try ConfigurationLoader.load(text: toml, file: "f.toml")
