@@ -164,6 +164,9 @@ public struct Directory: Sendable {
     let localAddresses: Set<EmailAddress>
     /// Domains of the configured addresses: everything else is the Internet.
     let localDomains: Set<Substring>
+    /// Local part → the configured address (unified or staff) it belongs
+    /// to, for recipients Postfix delivers by local part alone (local(8)).
+    let addressByLocalPart: [Substring: EmailAddress]
 
     /// Builds the tables. The loader has already refused duplicates; should
     /// one slip through (a configuration built in code), the first wins.
@@ -194,6 +197,13 @@ public struct Directory: Sendable {
         staffByName = names
         localAddresses = local
         localDomains = Set(local.map(\.domain))
+        var byLocalPart: [Substring: EmailAddress] = [:]
+        for mailbox in configuration.mailboxes {
+            for address in [mailbox.address] + mailbox.staff.map(\.address) where byLocalPart[address.localPart] == nil {
+                byLocalPart[address.localPart] = address
+            }
+        }
+        addressByLocalPart = byLocalPart
     }
 
     public func staff(_ reference: StaffReference) -> Staff {
@@ -209,7 +219,14 @@ public struct Directory: Sendable {
     /// part gone, the `recipient_delimiter` extension folded
     /// (`zhangsan+tag@` is `zhangsan@`, as Postfix's lookups fold it). nil for
     /// what is not `local@domain` (the null sender, a bare local part).
-    public func canonical(_ resolved: String) -> EmailAddress? {
+    ///
+    /// `mailer` is Postfix's transport for it (`{rcpt_mailer}`). The local(8)
+    /// transport delivers by local part alone: on a server whose staff are
+    /// accounts under mydestination, `zhangsan@mx.example.com`,
+    /// `zhangsan@localhost` or `zhangsan@[own IP]` reach Zhangsan's mailbox,
+    /// so such a recipient counts as the configured address of that local
+    /// part.
+    public func canonical(_ resolved: String, mailer: String? = nil) -> EmailAddress? {
         var text = EnvelopeAddress.stripBrackets(resolved)
         if text.hasSuffix("."), !text.hasSuffix("..") { text = text.dropLast() }
         guard let at = text.lastIndex(of: "@"), let parsed = EmailAddress(text) else { return nil }
@@ -223,7 +240,10 @@ public struct Directory: Sendable {
            let cut = local.dropFirst().firstIndex(where: { configuration.recipientDelimiter.contains($0) }) {
             local = local[..<cut]
         }
-        return EmailAddress("\(local)\(text[at...])") ?? parsed
+        guard mailer == "local" else { return EmailAddress("\(local)\(text[at...])") ?? parsed }
+        var user = local.lowercased()[...]
+        if let cut = user.dropFirst().firstIndex(where: { configuration.recipientDelimiter.contains($0) }) { user = user[..<cut] }
+        return addressByLocalPart[user] ?? EmailAddress("\(local)\(text[at...])") ?? parsed
     }
 
     private static func unquoted(_ text: Substring) -> String {

@@ -18,11 +18,15 @@ public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible, Expr
     /// The ESMTP parameters that came with it (`NOTIFY=`, `ORCPT=`, `ENVID=`,
     /// `RET=`, `SMTPUTF8`, …), as written.
     public var parameters: [String]
+    /// The Postfix transport that will deliver it (`{rcpt_mailer}`: "local",
+    /// "virtual", "smtp", …), when Postfix said.
+    public var mailer: String?
 
-    public init(written: String, resolved: String?, parameters: [String] = []) {
+    public init(written: String, resolved: String?, parameters: [String] = [], mailer: String? = nil) {
         self.written = written
         self.resolved = resolved
         self.parameters = parameters
+        self.mailer = mailer
     }
 
     /// An address that needs no resolution (configuration, tests, `check`):

@@ -554,7 +554,7 @@ public struct PolicyEngine: Sendable {
             // part to a local account: never a staff or unified mailbox.
             return resolved.allSatisfy({ !$0.isWhitespace && $0 != "<" && $0 != ">" }) ? .local : .unplaced
         }
-        guard let address = directory.canonical(resolved) else { return .unplaced }
+        guard let address = directory.canonical(resolved, mailer: recipient.mailer) else { return .unplaced }
         if let m = directory.mailbox(address: address) { return .unified(m) }
         if let staff = directory.staff(address: address) { return .staff(staff) }
         return directory.isLocal(address) ? .local : .internet
@@ -564,7 +564,7 @@ public struct PolicyEngine: Sendable {
     /// it (extension folded in local domains); nil for the null sender and
     /// for what is not an address.
     func address(of envelope: EnvelopeAddress) -> EmailAddress? {
-        envelope.resolved.flatMap(directory.canonical)
+        envelope.resolved.flatMap { directory.canonical($0, mailer: envelope.mailer) }
     }
 
     /// An ENVID travels with the message to the Internet, and Postfix
@@ -636,7 +636,9 @@ private struct Plan {
         self.facts = facts
         self.directory = directory
         decision = Decision(action: .accept, role: role)
-        present = Set(facts.recipients.compactMap { $0.resolved.flatMap(directory.canonical) })
+        present = Set(facts.recipients.compactMap { recipient in
+            recipient.resolved.flatMap { directory.canonical($0, mailer: recipient.mailer) }
+        })
     }
 
     mutating func add(_ address: EmailAddress) {
@@ -646,7 +648,9 @@ private struct Plan {
     mutating func remove(_ recipient: EnvelopeAddress) {
         guard !decision.removeRecipients.contains(recipient.written) else { return }
         decision.removeRecipients.append(recipient.written)
-        if let address = recipient.resolved.flatMap(directory.canonical) { present.remove(address) }
+        if let address = recipient.resolved.flatMap({ directory.canonical($0, mailer: recipient.mailer) }) {
+            present.remove(address)
+        }
     }
 
     mutating func reason(_ text: String) { decision.reasons.append(text) }

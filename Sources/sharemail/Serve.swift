@@ -101,7 +101,7 @@ struct Serve: ParsableCommand {
             // never the raw command. Asked for here, so main.cf's
             // milter_*_macros cannot leave them out.
             macros: [.mail: ["{auth_authen}", "{mail_addr}", "i"],
-                     .recipient: ["{rcpt_addr}", "{rcpt_host}", "{rcpt_mailer}"],
+                     .recipient: ["{rcpt_addr}", "{rcpt_mailer}"],
                      .endOfMessage: ["i"]],
             timeout: 600,
             socketMode: configuration.socketMode.map { mode_t($0) },

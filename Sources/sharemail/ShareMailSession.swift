@@ -81,13 +81,15 @@ final class ShareMailSession: MilterSession {
         guard let engine, !arguments.isEmpty else {
             return .tempfail(Self.internalError)
         }
-        let recipient = Self.envelopeAddress(arguments, resolved: context.macro("{rcpt_addr}"))
+        let mailer = context.macro("{rcpt_mailer}")
+        var recipient = Self.envelopeAddress(arguments, resolved: context.macro("{rcpt_addr}"))
+        recipient.mailer = mailer
         let verdict = engine.checkRecipient(recipient, submission: submission, sender: sender)
         // A recipient Postfix refused itself comes with `{rcpt_mailer}`
         // "error" and its reply text in place of `{rcpt_addr}`: Postfix's
         // reply stands. (An accepted recipient of the error transport has
         // its address there, and is judged like any other.)
-        if case .tempfail = verdict, context.macro("{rcpt_mailer}") == "error" { return .continue }
+        if case .tempfail = verdict, mailer == "error" { return .continue }
         switch verdict {
         case .accept:
             recipients.append(recipient)

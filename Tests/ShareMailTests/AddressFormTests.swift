@@ -82,6 +82,26 @@ struct AddressFormTests {
         }
     }
 
+    @Test("a recipient local(8) delivers by local part alone counts as the staff of that local part")
+    func localTransportByLocalPart() {
+        for resolved in ["zhangsan@mx.example.com", "zhangsan+x@localhost", "ZhangSan@[127.0.0.1]"] {
+            var form = Self.rcpt("<\(resolved)>", resolved)
+            form.mailer = "local"
+            guard case .reject = engine.checkRecipient(form, submission: internet, sender: "<c@customer.test>") else {
+                Issue.record("\(resolved) by local(8) is Zhangsan's mailbox: must be refused")
+                continue
+            }
+            // Relayed elsewhere, the same string is somebody else's mailbox.
+            form.mailer = "smtp"
+            #expect(engine.checkRecipient(form, submission: internet, sender: "<c@customer.test>") == .accept, "\(resolved)")
+        }
+        var sales = Self.rcpt("<sales@mx.example.com>", "sales@mx.example.com")
+        sales.mailer = "local"
+        var facts = message(internet, from: "<c@customer.test>", to: [])
+        facts.recipients = [sales]
+        #expect(engine.decide(facts).added.first == "manager@example.com")
+    }
+
     @Test("a local submission's envelope sender counts as Postfix resolved it (bare, +extension)")
     func localSenderForms() {
         for sender in [Self.rcpt("zhangsan", "zhangsan@example.com"), Self.rcpt("zhangsan+x@example.com", "zhangsan+x@example.com")] {
