@@ -90,23 +90,45 @@ let milterNegotiate: @convention(c) (
         }
     }
 
+    Milter.recordNegotiated(flags)
     // A connection's state is made here: after XCLIENT, Postfix reopens the
     // milter session and negotiates again, and connect may never come.
+    return beginConnection(ctx, registration: registration, flags: flags) ? SMFIS_CONTINUE : SMFIS_TEMPFAIL
+}
+
+/// Makes fresh connection state for `ctx`, replacing any left over; false
+/// when libmilter would not keep it.
+private func beginConnection(_ ctx: OpaquePointer, registration: Milter.Registration, flags: UInt) -> Bool {
     releaseConnection(ctx)
-    let state = Connection(session: registration.makeSession(), logger: logger)
+    let state = Connection(session: registration.makeSession(), logger: registration.logger)
     state.protocolFlags = flags
     guard smfi_setpriv(ctx, Unmanaged.passRetained(state).toOpaque()) == MI_SUCCESS else {
         Unmanaged.passUnretained(state).release()
-        return SMFIS_TEMPFAIL
+        return false
     }
-    return SMFIS_CONTINUE
+    return true
+}
+
+/// The connection state for CONNECT. Usually negotiation made it; but an MTA
+/// that ends a session with QUIT_NC (sendmail does) starts the next one on
+/// the same socket with CONNECT and no new OPTNEG, after our close released
+/// the state. Then it is made here, with the flags negotiation agreed
+/// (`Milter.negotiatedFlags` says why those are this context's flags).
+private func connectionForConnect(_ ctx: OpaquePointer) -> Connection? {
+    if let state = connection(ctx) { return state }
+    guard let registration = Milter.registration.withLock({ $0 }) else { return nil }
+    guard let flags = Milter.flagsWithoutNegotiation else {
+        registration.logger.error("a session began without negotiation, and MTAs with different protocol flags share this socket: deferring it")
+        return nil
+    }
+    return beginConnection(ctx, registration: registration, flags: flags) ? connection(ctx) : nil
 }
 
 // MARK: Stages
 
 let milterConnect: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<sockaddr>?) -> sfsistat = {
     ctx, hostname, address in
-    guard let ctx, let state = connection(ctx) else { return missingState }
+    guard let ctx, let state = connectionForConnect(ctx) else { return missingState }
     var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
     var port: Int32 = 0
     let client = buffer.withUnsafeMutableBufferPointer { buf -> ClientAddress? in
