@@ -59,34 +59,45 @@ struct MilterClientTests {
 
     struct Garbage: Sendable, CustomTestStringConvertible {
         let testDescription: String
-        let bytes: @Sendable () -> [UInt8]
         /// Sent after a good negotiation and CONNECT rather than as the first packet.
         var afterNegotiation = false
+        /// libmilter sees at once that the packet is bad and drops the connection; otherwise
+        /// (a packet cut short) it waits for the rest until we hang up.
+        var dropped = true
+        let bytes: @Sendable () -> [UInt8]
     }
 
     static let garbage: [Garbage] = [
-        Garbage(testDescription: "a length prefix of 2^31") { [0x80, 0, 0, 0, Character("O").asciiValue!] + [UInt8](repeating: 0x41, count: 64) },
-        Garbage(testDescription: "a length prefix of 2^32-1 after negotiation", bytes: { [0xFF, 0xFF, 0xFF, 0xFF, Character("M").asciiValue!] },
-                afterNegotiation: true),
+        Garbage(testDescription: "a length prefix of 2^31") {
+            [0x80, 0, 0, 0, Character("O").asciiValue!] + [UInt8](repeating: 0x41, count: 64)
+        },
+        Garbage(testDescription: "a length prefix of 2^32-1 after negotiation", afterNegotiation: true) {
+            [0xFF, 0xFF, 0xFF, 0xFF, Character("M").asciiValue!]
+        },
         Garbage(testDescription: "a length of 0") { [0, 0, 0, 0, Character("O").asciiValue!] },
-        Garbage(testDescription: "64 KiB of random bytes") {
+        Garbage(testDescription: "64 KiB of random bytes after a length prefix of 2^31 + 5") {
             var generator = SystemRandomNumberGenerator()
-            return (0..<65_536).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            return [0x80, 0, 0, 5] + (0..<65_536).map { _ in UInt8.random(in: 0...255, using: &generator) }
         },
-        Garbage(testDescription: "a truncated packet (says 200 bytes, sends 10, then closes)") {
-            [0, 0, 0, 200, Character("O").asciiValue!] + [UInt8](repeating: 0, count: 10)
+        Garbage(testDescription: "an unknown command byte after negotiation", afterNegotiation: true) {
+            [0, 0, 0, 3, Character("Z").asciiValue!, 1, 2]
         },
-        Garbage(testDescription: "a truncated MAIL after negotiation", bytes: {
-            [0, 0, 0, 100, Character("M").asciiValue!] + Array("<evil@customer.test".utf8)
-        }, afterNegotiation: true),
-        Garbage(testDescription: "an unknown command byte after negotiation", bytes: { [0, 0, 0, 3, Character("Z").asciiValue!, 1, 2] },
-                afterNegotiation: true),
-        Garbage(testDescription: "a MAIL without its NUL terminator and a 1 MiB header value after negotiation", bytes: {
+        Garbage(testDescription: "a MAIL without its NUL, then a header of 1 MiB after negotiation", afterNegotiation: true) {
             let mail: [UInt8] = [0, 0, 0, 6, Character("M").asciiValue!] + Array("<a@b>".utf8)
             let value = [UInt8](repeating: 0x78, count: 1 << 20)
             let length = UInt32(value.count + 4).bigEndian
             return mail + withUnsafeBytes(of: length) { Array($0) } + [Character("L").asciiValue!, 0x58, 0] + value + [0]
-        }, afterNegotiation: true),
+        },
+        Garbage(testDescription: "a truncated packet (says 200 bytes, sends 10, hangs up)", dropped: false) {
+            [0, 0, 0, 200, Character("O").asciiValue!] + [UInt8](repeating: 0, count: 10)
+        },
+        Garbage(testDescription: "a truncated MAIL after negotiation, then a hang-up", afterNegotiation: true, dropped: false) {
+            [0, 0, 0, 100, Character("M").asciiValue!] + Array("<evil@customer.test".utf8)
+        },
+        Garbage(testDescription: "random bytes (any length prefix), then a hang-up", dropped: false) {
+            var generator = SystemRandomNumberGenerator()
+            return (0..<4096).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        },
     ]
 
     @Test("Garbage and oversized packets: the daemon survives and answers the next good connection", arguments: garbage)
@@ -100,10 +111,11 @@ struct MilterClientTests {
                 try wire.connect(ip: "192.0.2.77", port: 4711, hostname: "client.customer.test")
             }
             wire.writeRaw(garbage.bytes())
-            // Whatever libmilter makes of it, it must not hang on to the connection forever,
-            // nor crash; the connection is then ours to close.
-            _ = wire.closedByMilter(within: 2)
-        }
+            let closed = wire.closedByMilter(within: 3)
+            if garbage.dropped {
+                #expect(closed, "libmilter kept a connection that sent \(garbage.testDescription)")
+            }
+        }  // hangs up
         try lab.expectRunning()
         try lab.miltertest("good.lua", ["queue_id": "MTAFTER"]).expectSuccess("good: done", lab)
         let log = lab.daemon.log(since: 0)
