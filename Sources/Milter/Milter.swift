@@ -130,9 +130,11 @@ public enum Milter {
     /// Remembered process-wide rather than per context: a table keyed by
     /// context would outlive its contexts (libmilter has no destroy hook, so
     /// nothing could remove an entry). The flags depend only on the
-    /// registration, fixed for the process, and on what the MTA offers, the
-    /// same for every connection of one MTA; so they are this context's flags
-    /// as long as every negotiation agreed the same. Once two negotiations
+    /// registration, fixed for the process, and on the steps the MTA offers
+    /// to skip, the same for every connection of one MTA (the "no reply"
+    /// options libmilter offers whatever the MTA, and answers in the
+    /// milter's place where the MTA lacks them); so they are this context's
+    /// flags as long as every negotiation agreed the same. Once two negotiations
     /// agreed different flags (two kinds of MTA on one socket) the value is
     /// `Self.mixedFlags`, and such a session is deferred: guessed flags could
     /// leave the MTA waiting for a reply that never comes.

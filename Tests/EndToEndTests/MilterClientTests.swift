@@ -240,6 +240,43 @@ struct MilterClientTests {
         try lab.expectRunning()
     }
 
+    @Test("After MTAs with different protocol flags negotiated, a session after QUIT_NC is deferred at end of message, promptly")
+    func quitNewConnectionMixedFlags() throws {
+        let lab = try MilterClientLab()
+        defer { lab.stop() }
+        let postfixLike = try MilterWire(socketPath: lab.daemon.socketPath)
+        try postfixLike.negotiate()
+        // An older MTA that cannot skip HELO, DATA or unknown commands: the milter agrees
+        // other flags with it. (Missing "no reply" options would not do: libmilter offers
+        // those to the milter anyway and answers in its place.)
+        let older = try MilterWire(socketPath: lab.daemon.socketPath)
+        try older.negotiate(protocolOptions: MilterWire.allProtocolOptions
+            & ~(MilterWire.noHelo | MilterWire.noData | MilterWire.noUnknown))
+        #expect(older.protocolFlags != postfixLike.protocolFlags)
+
+        let wire = try MilterWire(socketPath: lab.daemon.socketPath, timeoutSeconds: 5)
+        try wire.negotiate()
+        try wire.connect(ip: "192.0.2.77", port: 4711, hostname: "client.customer.test")
+        try wire.mail("customer@customer.test", queueID: "MTMIX1")
+        _ = try wire.rcpt("sales@example.com")
+        try wire.header("From", "customer@customer.test")
+        #expect(try wire.endOfMessage(queueID: "MTMIX1").final.code == "c")
+        try wire.send("K")
+        // Which flags this socket agreed is no longer known: nothing may hang, nothing may pass.
+        let started = ContinuousClock.now
+        try wire.connect(ip: "192.0.2.77", port: 4711, hostname: "client.customer.test")
+        try wire.mail("customer@customer.test", queueID: "MTMIX2")
+        _ = try wire.rcpt("sales@example.com")
+        try wire.header("From", "customer@customer.test")
+        let deferred = try wire.endOfMessage(queueID: "MTMIX2")
+        #expect(deferred.final.code == "t" && deferred.changes.isEmpty, "\(deferred)")
+        #expect(ContinuousClock.now - started < .seconds(3))
+        let log = lab.daemon.log(since: 0)
+        #expect(log.contains("MTAs with different protocol flags share this socket"), "\(log)")
+        #expect(log.line(containing: "MTMIX2: decision") == nil, "\(log)")
+        try lab.expectRunning()
+    }
+
     // MARK: Log forgery
 
     @Test("CR, LF and escape sequences in MAIL FROM and {auth_authen} are logged escaped, never as a line of their own")

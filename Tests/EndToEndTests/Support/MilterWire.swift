@@ -135,11 +135,14 @@ final class MilterWire {
 
     static func strings(_ values: [String]) -> [UInt8] { values.flatMap { Array($0.utf8) + [0] } }
 
-    /// OPTNEG offering what Postfix 3.7 offers (protocol version 6, every action, every
-    /// protocol option); records what the milter asked for.
-    func negotiate() throws {
+    /// Every protocol option (SMFIP_*) Postfix 3.7 offers.
+    static let allProtocolOptions: UInt32 = 0x1FFFFF
+
+    /// OPTNEG offering protocol version 6, every action and `protocolOptions` (by default
+    /// what Postfix 3.7 offers); records what the milter asked for.
+    func negotiate(protocolOptions: UInt32 = allProtocolOptions) throws {
         func be(_ value: UInt32) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
-        try send("O", be(6) + be(0x1FF) + be(0x1FFFFF))
+        try send("O", be(6) + be(0x1FF) + be(protocolOptions))
         let reply = try readPacket("OPTNEG")
         guard reply.code == "O", reply.data.count >= 12 else { throw Failure.unexpected("OPTNEG answered with \(reply)") }
         protocolFlags = reply.data[8..<12].reduce(0) { $0 << 8 | UInt32($1) }
