@@ -204,7 +204,9 @@ struct MilterClientTests {
         let second = try wire.endOfMessage(queueID: "MTSTRAY2")
         #expect(second.final.code == "c", "\(second.final)")
         #expect(second.changes.contains { $0.code == "e" && $0.strings.first == "<sales@example.com>" }, "\(second.changes)")
-        #expect(second.changes.contains { $0.code == "m" }, "From not changed: \(second.changes)")
+        // SMFIR_CHGHEADER: index, then name and value.
+        #expect(second.changes.contains { $0.code == "m" && MilterWire.Packet(command: 0, data: Array($0.data.dropFirst(4))).strings
+                    == ["From", "Zhangsan <sales@example.com>"] }, "From not changed: \(second.changes)")
         try wire.send("Q")
         try lab.expectRunning()
     }

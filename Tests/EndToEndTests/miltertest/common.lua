@@ -9,6 +9,7 @@ REPLYCODE = SMFIR_REPLYCODE  -- a reject or tempfail with its own text ('y')
 TEMPFAIL = SMFIR_TEMPFAIL
 
 function fail(what)
+  mt.echo("FAIL: " .. what)  -- this miltertest prints no script error itself
   error(what, 0)
 end
 

@@ -21,7 +21,8 @@ for i = 1, n do
   if i % 2 == 0 then
     id = tag .. "S" .. i
     message(conns[i], id, {{"From", "Zhangsan <zhangsan@example.com>"}, {"To", "c" .. i .. "@customer.test"}})
-    expect_change(conns[i], mt.eom_check(conns[i], MT_HDRCHANGE, "From"), id .. ": staff From not changed")
+    expect_change(conns[i], mt.eom_check(conns[i], MT_HDRCHANGE, "From", "Zhangsan <sales@example.com>"),
+                  id .. ": staff From not changed to Zhangsan <sales@example.com>")
   else
     id = tag .. "I" .. i
     message(conns[i], id, {{"From", "c" .. i .. "@customer.test"}, {"To", "sales@example.com"}})

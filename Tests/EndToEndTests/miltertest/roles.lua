@@ -26,7 +26,8 @@ message(conn, "MTROLE3", {
   {"To", "customer@customer.test"},
   {"Subject", "re: question"},
 })
-expect_change(conn, mt.eom_check(conn, MT_HDRCHANGE, "From"), "MTROLE3: staff From not changed")
+expect_change(conn, mt.eom_check(conn, MT_HDRCHANGE, "From", "Zhangsan <sales@example.com>"),
+              "MTROLE3: From not changed to Zhangsan <sales@example.com>")
 expect_change(conn, mt.eom_check(conn, MT_RCPTADD, "<manager@example.com>"), "MTROLE3: manager copy not added")
 expect_change(conn, not mt.eom_check(conn, MT_RCPTADD, "<lisi@example.com>"),
               "MTROLE3: Lisi (of the aborted message) was added")
