@@ -54,6 +54,12 @@ struct MilterClientTests {
         let lab = try MilterClientLab()
         defer { lab.stop() }
         try lab.miltertest("dropped.lua").expectSuccess("dropped: done", lab)
+        let log = lab.daemon.log(since: 0)
+        for cut in ["MTDROP1", "MTDROP2"] {
+            #expect(log.line(containing: "\(cut): decision") == nil, "a message cut off was decided:\n\(log)")
+        }
+        let line = try #require(log.line(containing: "MTDROP3: decision"), "\(log)")
+        #expect(line.contains("role=internet") && line.contains("manager@example.com"), "\(line)")
         try lab.expectRunning()
     }
 
