@@ -127,7 +127,8 @@ let package = Package(
             // Depending on the executable makes `swift test` build the very
             // daemon the tests start, never a stale one.
             dependencies: ["sharemail", "PostfixLab", "MailHeaders"],
-            exclude: ["README.md"]
+            // miltertest/: Lua scripts that MilterClientTests hands to miltertest.
+            exclude: ["README.md", "miltertest"]
         ),
     ]
 )

@@ -30,10 +30,18 @@ private func connection(_ ctx: OpaquePointer?) -> Connection? {
     return Unmanaged<Connection>.fromOpaque(raw).takeUnretainedValue()
 }
 
-/// Answer for a stage whose connection state is missing: never let a message
-/// through unfiltered.
-private var missingState: sfsistat {
+/// Answer for a stage whose connection state is missing (libmilter would not
+/// keep it, or a session began without negotiation and its flags are not
+/// known): never let a message through unfiltered, and never fall out of
+/// step with the MTA. Any step but end of message may have been negotiated
+/// without a reply; a tempfail there goes unsent, and libmilter then ignores
+/// the rest of the message, so the MTA waits for a reply until it times out.
+/// So those steps go on, and end of message, which always has a reply,
+/// defers the message.
+private func missingState(atEndOfMessage: Bool = false) -> sfsistat {
     countError("no_session")
+    guard atEndOfMessage else { return SMFIS_CONTINUE }
+    Milter.registration.withLock { $0 }?.logger.error("no connection state for this message: deferring it")
     return SMFIS_TEMPFAIL
 }
 
@@ -90,23 +98,45 @@ let milterNegotiate: @convention(c) (
         }
     }
 
+    Milter.recordNegotiated(flags)
     // A connection's state is made here: after XCLIENT, Postfix reopens the
     // milter session and negotiates again, and connect may never come.
+    return beginConnection(ctx, registration: registration, flags: flags) ? SMFIS_CONTINUE : SMFIS_TEMPFAIL
+}
+
+/// Makes fresh connection state for `ctx`, replacing any left over; false
+/// when libmilter would not keep it.
+private func beginConnection(_ ctx: OpaquePointer, registration: Milter.Registration, flags: UInt) -> Bool {
     releaseConnection(ctx)
-    let state = Connection(session: registration.makeSession(), logger: logger)
+    let state = Connection(session: registration.makeSession(), logger: registration.logger)
     state.protocolFlags = flags
     guard smfi_setpriv(ctx, Unmanaged.passRetained(state).toOpaque()) == MI_SUCCESS else {
         Unmanaged.passUnretained(state).release()
-        return SMFIS_TEMPFAIL
+        return false
     }
-    return SMFIS_CONTINUE
+    return true
+}
+
+/// The connection state for CONNECT. Usually negotiation made it; but an MTA
+/// that ends a session with QUIT_NC (sendmail does) starts the next one on
+/// the same socket with CONNECT and no new OPTNEG, after our close released
+/// the state. Then it is made here, with the flags negotiation agreed
+/// (`Milter.negotiatedFlags` says why those are this context's flags).
+private func connectionForConnect(_ ctx: OpaquePointer) -> Connection? {
+    if let state = connection(ctx) { return state }
+    guard let registration = Milter.registration.withLock({ $0 }) else { return nil }
+    guard let flags = Milter.flagsWithoutNegotiation else {
+        registration.logger.error("a session began without negotiation, and MTAs with different protocol flags share this socket: its messages are deferred")
+        return nil
+    }
+    return beginConnection(ctx, registration: registration, flags: flags) ? connection(ctx) : nil
 }
 
 // MARK: Stages
 
 let milterConnect: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<sockaddr>?) -> sfsistat = {
     ctx, hostname, address in
-    guard let ctx, let state = connection(ctx) else { return missingState }
+    guard let ctx, let state = connectionForConnect(ctx) else { return missingState() }
     var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
     var port: Int32 = 0
     let client = buffer.withUnsafeMutableBufferPointer { buf -> ClientAddress? in
@@ -119,13 +149,13 @@ let milterConnect: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?,
 }
 
 let milterMailFrom: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat = { ctx, argv in
-    guard let ctx, let state = connection(ctx) else { return missingState }
+    guard let ctx, let state = connection(ctx) else { return missingState() }
     let verdict = state.session.mailFrom(arguments(argv), context: MilterContext(pointer: ctx))
     return answer(verdict, step: .mail, ctx: ctx, state: state)
 }
 
 let milterRecipient: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat = { ctx, argv in
-    guard let ctx, let state = connection(ctx) else { return missingState }
+    guard let ctx, let state = connection(ctx) else { return missingState() }
     let verdict = state.session.recipient(arguments(argv), context: MilterContext(pointer: ctx))
     return answer(verdict, step: .recipient, ctx: ctx, state: state)
 }
@@ -133,13 +163,13 @@ let milterRecipient: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Unsafe
 /// DATA: no session stage needs it; taken only on TCP sockets, where its
 /// reply keeps the conversation out of a Nagle stall (see `Options.negotiated`).
 let milterData: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
-    guard let ctx, let state = connection(ctx) else { return missingState }
+    guard let ctx, let state = connection(ctx) else { return missingState() }
     return answer(.continue, step: .data, ctx: ctx, state: state)
 }
 
 let milterHeader: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?) -> sfsistat = {
     ctx, name, value in
-    guard let ctx, let state = connection(ctx) else { return missingState }
+    guard let ctx, let state = connection(ctx) else { return missingState() }
     let bytes: [UInt8] = value.map { pointer in
         Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)).bindMemory(to: UInt8.self))
     } ?? []
@@ -149,7 +179,7 @@ let milterHeader: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, 
 }
 
 let milterBody: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int) -> sfsistat = { ctx, bytes, length in
-    guard let ctx, let state = connection(ctx) else { return missingState }
+    guard let ctx, let state = connection(ctx) else { return missingState() }
     let verdict = state.session.body(UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : length),
                                      context: MilterContext(pointer: ctx))
     if verdict == .skip {
@@ -160,7 +190,7 @@ let milterBody: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, In
 }
 
 let milterEndOfMessage: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
-    guard let ctx, let state = connection(ctx) else { return missingState }
+    guard let ctx, let state = connection(ctx) else { return missingState(atEndOfMessage: true) }
     let outcome = state.session.endOfMessage(context: MilterContext(pointer: ctx))
     switch outcome.verdict {
     case .continue, .accept, .skip:

@@ -121,6 +121,46 @@ public enum Milter {
     /// libmilter is a process-wide singleton, so its registration is too.
     static let registration = Mutex<Registration?>(nil)
 
+    /// The protocol flags (SMFIP_*) agreed at negotiation, for a session that
+    /// begins with CONNECT and no OPTNEG: sendmail ends a session with
+    /// QUIT_NC and starts the next one on the same socket that way, after
+    /// close has released our connection state. libmilter keeps the flags it
+    /// agreed per context but shows them to no callback.
+    ///
+    /// Remembered process-wide rather than per context: a table keyed by
+    /// context would outlive its contexts (libmilter has no destroy hook, so
+    /// nothing could remove an entry). The flags depend only on the
+    /// registration, fixed for the process, and on the steps the MTA offers
+    /// to skip, the same for every connection of one MTA (the "no reply"
+    /// options libmilter offers whatever the MTA, and answers in the
+    /// milter's place where the MTA lacks them); so they are this context's
+    /// flags as long as every negotiation agreed the same. Once two negotiations
+    /// agreed different flags (two kinds of MTA on one socket) the value is
+    /// `Self.mixedFlags`, and such a session is deferred: guessed flags could
+    /// leave the MTA waiting for a reply that never comes.
+    static let negotiatedFlags = Atomic<UInt>(noFlagsYet)
+    static let noFlagsYet = UInt.max
+    static let mixedFlags = UInt.max - 1
+
+    /// Records the flags one negotiation agreed (see `negotiatedFlags`).
+    static func recordNegotiated(_ flags: UInt) {
+        var current = negotiatedFlags.load(ordering: .relaxed)
+        while current != flags && current != mixedFlags {
+            let next = current == noFlagsYet ? flags : mixedFlags
+            let (exchanged, original) = negotiatedFlags.compareExchange(
+                expected: current, desired: next, ordering: .relaxed)
+            if exchanged { return }
+            current = original
+        }
+    }
+
+    /// The flags of a session that began without negotiation on its own;
+    /// nil when no single answer is known.
+    static var flagsWithoutNegotiation: UInt? {
+        let flags = negotiatedFlags.load(ordering: .relaxed)
+        return flags == noFlagsYet || flags == mixedFlags ? nil : flags
+    }
+
     /// Registers the filter, opens the socket and serves until `stop()` or a
     /// stop signal. Can run once per process (a libmilter limit).
     public static func run(_ options: Options, logger: Logger,

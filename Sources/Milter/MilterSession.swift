@@ -2,8 +2,9 @@ import CMilter
 
 /// One SMTP connection as the milter sees it: one method per milter stage.
 ///
-/// The milter layer makes one session per connection (at negotiation) and
-/// calls it stage by stage. libmilter runs a worker pool, so one session's
+/// The milter layer makes one session per SMTP session (at negotiation, or
+/// at CONNECT when the MTA began a new session on the same socket after
+/// QUIT_NC) and calls it stage by stage. libmilter runs a worker pool, so one session's
 /// calls may come on different threads, but never two at once: a session
 /// needs no locking of its own, and must never use thread-local state.
 /// Every method has a default that goes on (`.continue`), so a session

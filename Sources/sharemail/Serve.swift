@@ -73,10 +73,7 @@ struct Serve: ParsableCommand {
         LoggingSystem.bootstrap { label in
             switch target {
             case .syslog: return SyslogLogHandler(level: level)
-            case .stderr:
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
+            case .stderr: return StderrLogHandler(label: label, level: level)
             }
         }
         let logger = Logger(label: "sharemail")

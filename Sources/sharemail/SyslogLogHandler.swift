@@ -3,7 +3,8 @@ import Logging
 
 /// swift-log to syslog, facility mail and ident "sharemail": sharemail's
 /// lines land in mail.log beside Postfix's, so `grep QUEUEID` shows both.
-/// Each line is the message, then `key=value` metadata sorted by key.
+/// Each line is the message, then `key=value` metadata sorted by key, with
+/// control characters escaped (`LogText`).
 struct SyslogLogHandler: LogHandler {
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
@@ -23,13 +24,11 @@ struct SyslogLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?,
-             source: String, file: String, function: String, line: UInt) {
-        let all = metadata.merging(extra ?? [:]) { $1 }
-        let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        let text = ([message.description] + fields).joined(separator: " ")
+    func log(event: LogEvent) {
+        // Escaped (LogText): a client's line feed must not start a line of its own.
+        let text = LogText.line(event, handlerMetadata: metadata)
         text.withCString { cText in
-            withVaList([cText]) { vsyslog(Self.priority(level), "%s", $0) }
+            withVaList([cText]) { vsyslog(Self.priority(event.level), "%s", $0) }
         }
     }
 

@@ -29,3 +29,20 @@ struct NegotiationTests {
         #expect(negotiated.replies.isEmpty)
     }
 }
+
+@Suite("Milter: protocol flags for a session that begins without negotiation (after QUIT_NC)")
+struct SessionWithoutNegotiationTests {
+    @Test("known once negotiated; unknown again as soon as two negotiations agreed different flags")
+    func flagsAcrossNegotiations() {
+        // The only test that touches this process-wide value.
+        #expect(Milter.flagsWithoutNegotiation == nil)
+        Milter.recordNegotiated(0x1F2)
+        #expect(Milter.flagsWithoutNegotiation == 0x1F2)
+        Milter.recordNegotiated(0x1F2)
+        #expect(Milter.flagsWithoutNegotiation == 0x1F2)
+        Milter.recordNegotiated(0x1F3)
+        #expect(Milter.flagsWithoutNegotiation == nil)
+        Milter.recordNegotiated(0x1F2)
+        #expect(Milter.flagsWithoutNegotiation == nil)
+    }
+}
