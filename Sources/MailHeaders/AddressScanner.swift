@@ -1,0 +1,212 @@
+// Finding an address in a header value however a client (or an attacker) hid
+// it, and replacing it without touching anything else.
+//
+// Matching and rewriting share one reading of the value, so whatever the
+// scanner can find, the rewriter can remove, and a test can use the scanner to
+// prove nothing is left.
+
+/// Scans raw header values (bytes as the MTA hands them: folded or not, raw
+/// 8-bit, RFC 2047 encoded words) for addresses, in every shape readers still
+/// recognise as that address:
+///  - raw or inside encoded words (B or Q, any charset iconv knows), also
+///    split across adjacent words or between a word and raw text;
+///  - embedded after `%`, `=` or `+` (`id.abcd%user@host` as s-nail writes
+///    Message-IDs, `x=user@host`, `a+user@host`);
+///  - a quoted local part (`"user"@host`), a `+extension`, whitespace or a
+///    fold around `@`, any case.
+///
+/// Candidates are handed to the caller normalised: lower-cased, quotes
+/// removed from the local part, the extension cut at the first delimiter,
+/// no whitespace around `@`. The scanner knows nothing of mailboxes.
+///
+/// Rewriting replaces exactly the bytes of each occurrence. Raw text keeps
+/// every other byte as it came (8-bit included: the fallback charset of a
+/// non-UTF-8 header is never re-emitted). Encoded words that held an
+/// occurrence are re-encoded (same charset and B/Q when possible, else
+/// UTF-8); the other words keep their bytes.
+public struct AddressScanner: Sendable {
+    /// One address found in a value.
+    public struct Occurrence: Hashable, Sendable {
+        /// The normalised address the matcher accepted.
+        public var address: String
+        /// Where it is in the decoded view (`decodedView`), quotes, extension
+        /// and folds included: exactly what a rewrite replaces.
+        public var range: Range<Int>
+    }
+
+    /// Bytes that start an address extension (`user+tag`). Postfix's
+    /// `recipient_delimiter` may hold several.
+    public let extensionDelimiters: [UInt8]
+
+    public init(extensionDelimiters: String = "+") {
+        self.extensionDelimiters = Array(extensionDelimiters.utf8.filter { $0 < 0x80 })
+    }
+
+    // MARK: Public interface
+
+    /// Every occurrence of an address `isSensitive` accepts, in order.
+    public func occurrences(in raw: [UInt8], where isSensitive: (String) -> Bool) -> [Occurrence] {
+        guard Self.mayHoldAddress(raw) else { return [] }
+        return scan(HeaderView(raw), isSensitive)
+    }
+
+    /// `raw` with each occurrence replaced by the address `replacement` returns
+    /// for it (nil: not sensitive, left alone). nil when nothing changed.
+    public func rewriting(_ raw: [UInt8], _ replacement: (String) -> String?) -> [UInt8]? {
+        guard Self.mayHoldAddress(raw) else { return nil }
+        let view = HeaderView(raw)
+        var replacements: [String: String] = [:]
+        let found = scan(view) { address in
+            guard let new = replacement(address) else { return false }
+            replacements[address] = new
+            return true
+        }
+        guard !found.isEmpty else { return nil }
+        return view.replacing(found.map { ($0.range, Array(replacements[$0.address]!.utf8)) })
+    }
+
+    /// The value as the scanner reads it: encoded words decoded (to UTF-8),
+    /// white space between two encoded words dropped, raw bytes as they are.
+    /// `Occurrence.range` points into this.
+    public func decodedView(_ raw: [UInt8]) -> [UInt8] {
+        HeaderView(raw).bytes
+    }
+
+    /// An address normalised the way candidates are (nil if it is none):
+    /// for matching mailboxes that a parser found against the same rules.
+    public func normalize(_ address: String) -> String? {
+        let u = Array(address.utf8)
+        guard let at = u.lastIndex(of: UInt8(ascii: "@")) else { return nil }
+        var local = u[..<at]
+        var domain = u[(at + 1)...]
+        while let f = local.first, isFWS(f) { local = local.dropFirst() }
+        while let l = local.last, isFWS(l) { local = local.dropLast() }
+        while let f = domain.first, isFWS(f) { domain = domain.dropFirst() }
+        while let l = domain.last, isFWS(l) { domain = domain.dropLast() }
+        return normalized(local: Array(local), quoted: false, domain: domain)
+    }
+
+    /// Nothing to find without an "@" or an encoded word: most header values.
+    static func mayHoldAddress(_ raw: [UInt8]) -> Bool {
+        raw.contains(UInt8(ascii: "@")) || EncodedWords.containsMarker(raw)
+    }
+
+    // MARK: Scanning the decoded view
+
+    private static let percent = UInt8(ascii: "%"), equals = UInt8(ascii: "="), plus = UInt8(ascii: "+")
+    private static let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\"), at = UInt8(ascii: "@")
+
+    private func scan(_ view: HeaderView, _ isSensitive: (String) -> Bool) -> [Occurrence] {
+        let v = view.bytes
+        var found: [Occurrence] = []
+        var i = 0
+        while i < v.count {
+            guard v[i] == Self.at else { i += 1; continue }
+            guard let (occurrence, end) = candidate(v, at: i, floor: found.last?.range.upperBound ?? 0, isSensitive)
+            else { i += 1; continue }
+            found.append(occurrence)
+            i = max(end, i + 1)
+        }
+        return found
+    }
+
+    /// The sensitive address around the "@" at `a`, if any, and where its
+    /// domain ends. Local parts never reach back before `floor` (the end of
+    /// the previous occurrence).
+    private func candidate(_ v: [UInt8], at a: Int, floor: Int,
+                           _ isSensitive: (String) -> Bool) -> (Occurrence, Int)? {
+        // Domain: after optional white space or a fold, LDH labels.
+        var ds = a + 1
+        while ds < v.count, isFWS(v[ds]) { ds += 1 }
+        var de = ds
+        while de < v.count, Self.isDomainByte(v[de]) { de += 1 }
+        while de > ds, v[de - 1] == UInt8(ascii: ".") || v[de - 1] == UInt8(ascii: "-") { de -= 1 }
+        guard de > ds else { return nil }
+        let domain = v[ds..<de]
+
+        // Local part: before optional white space or a fold.
+        var le = a
+        while le > floor, isFWS(v[le - 1]) { le -= 1 }
+        guard le > floor else { return nil }
+
+        if v[le - 1] == Self.quote, let (open, local) = quotedLocalPart(v, closingAt: le - 1, floor: floor) {
+            guard let address = normalized(local: local, quoted: true, domain: domain), isSensitive(address) else { return nil }
+            return (Occurrence(address: address, range: open..<de), de)
+        }
+
+        var ls = le
+        while ls > floor, Self.isLocalByte(v[ls - 1]) { ls -= 1 }
+        while ls < le, v[ls] == UInt8(ascii: ".") { ls += 1 }
+        guard ls < le else { return nil }
+        // Where the address may begin: the token's start; after a byte that
+        // glues an address to a prefix; after an 8-bit byte's possible ASCII
+        // trail byte (GBK and Big5 trail bytes include letters and "@").
+        var starts = [ls]
+        if ls > 0, v[ls - 1] >= 0x80, ls + 1 < le, (0x40...0x7E).contains(v[ls]) { starts.append(ls + 1) }
+        for p in ls..<le where v[p] == Self.percent || v[p] == Self.equals || v[p] == Self.plus {
+            if p + 1 < le { starts.append(p + 1) }
+        }
+        starts.sort()
+        for s in starts where v[s] != UInt8(ascii: ".") {
+            guard let address = normalized(local: Array(v[s..<le]), quoted: false, domain: domain) else { continue }
+            if isSensitive(address) { return (Occurrence(address: address, range: s..<de), de) }
+        }
+        return nil
+    }
+
+    /// `"…"` ending at `close`: where it opens and its content with
+    /// quoted-pairs resolved; nil when no opening quote is near.
+    private func quotedLocalPart(_ v: [UInt8], closingAt close: Int, floor: Int) -> (Int, [UInt8])? {
+        var p = close - 1
+        while p >= floor, close - p <= 130 {
+            if v[p] == Self.quote {
+                var escapes = 0
+                while p - escapes - 1 >= floor, v[p - escapes - 1] == Self.backslash { escapes += 1 }
+                if escapes % 2 == 0 {
+                    var content: [UInt8] = []
+                    var k = p + 1
+                    while k < close {
+                        if v[k] == Self.backslash, k + 1 < close { k += 1 }
+                        content.append(v[k])
+                        k += 1
+                    }
+                    return (p, content)
+                }
+            }
+            p -= 1
+        }
+        return nil
+    }
+
+    /// `local@domain` lower-cased, the extension cut off, or nil when either
+    /// part is empty.
+    private func normalized(local: [UInt8], quoted: Bool, domain: ArraySlice<UInt8>) -> String? {
+        var l = local[...]
+        if !quoted, l.count >= 2, l.first == Self.quote, l.last == Self.quote {
+            l = l.dropFirst().dropLast()
+        }
+        if let cut = l.firstIndex(where: { extensionDelimiters.contains($0) }) { l = l[..<cut] }
+        guard !l.isEmpty, !domain.isEmpty else { return nil }
+        let bytes = Array(l) + [Self.at] + Array(domain)
+        if bytes.allSatisfy({ $0 < 0x80 }) {
+            return String(decoding: bytes.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
+        }
+        return String(decoding: bytes, as: UTF8.self).lowercased()
+    }
+
+    /// RFC 5322 atext and ".", ASCII only: 8-bit text (a CJK subject glued to
+    /// an address) ends a local part.
+    private static func isLocalByte(_ b: UInt8) -> Bool {
+        b < 0x80 && (HeaderEncoder.isAtext(b) || b == UInt8(ascii: "."))
+    }
+
+    private static func isDomainByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."):
+            return true
+        default:
+            return false
+        }
+    }
+}
