@@ -83,11 +83,11 @@ public struct AddressScanner: Sendable {
         while let l = local.last, isFWS(l) { local = local.dropLast() }
         while let f = domain.first, isFWS(f) { domain = domain.dropFirst() }
         while let l = domain.last, isFWS(l) { domain = domain.dropLast() }
-        return normalized(local: Array(local), quoted: false, domain: domain)
+        return normalized(local: local, domain: domain)
     }
 
     /// Nothing to find without an "@" or an encoded word: most header values.
-    static func mayHoldAddress(_ raw: [UInt8]) -> Bool {
+    public static func mayHoldAddress(_ raw: [UInt8]) -> Bool {
         raw.contains(UInt8(ascii: "@")) || EncodedWords.containsMarker(raw)
     }
 
@@ -124,70 +124,83 @@ public struct AddressScanner: Sendable {
         guard de > ds else { return nil }
         let domain = v[ds..<de]
 
-        // Local part: before optional white space or a fold.
+        // Local part: before optional white space or a fold; atext, dots and
+        // quoted strings (`"zhangsan"+tag`, `"zhang"."san"`).
         var le = a
         while le > floor, isFWS(v[le - 1]) { le -= 1 }
-        guard le > floor else { return nil }
-
-        if v[le - 1] == Self.quote, let (open, local) = quotedLocalPart(v, closingAt: le - 1, floor: floor) {
-            guard let address = normalized(local: local, quoted: true, domain: domain), isSensitive(address) else { return nil }
-            return (Occurrence(address: address, range: open..<de), de)
-        }
-
         var ls = le
-        while ls > floor, Self.isLocalByte(v[ls - 1]) { ls -= 1 }
+        var quoted: [Range<Int>] = []
+        while ls > floor {
+            if Self.isLocalByte(v[ls - 1]) {
+                ls -= 1
+            } else if v[ls - 1] == Self.quote, ls == le || v[ls] == UInt8(ascii: ".") || extensionDelimiters.contains(v[ls]),
+                      let open = openingQuote(v, closingAt: ls - 1, floor: floor) {
+                // A quoted string is part of the local part only where one may
+                // stand: before "@", a dot or an extension. `"hi"zhangsan@` is
+                // text before an address.
+                quoted.append(open..<ls)
+                ls = open
+            } else {
+                break
+            }
+        }
         while ls < le, v[ls] == UInt8(ascii: ".") { ls += 1 }
         guard ls < le else { return nil }
         // Where the address may begin: the token's start; after a byte that
-        // glues an address to a prefix; after an 8-bit byte's possible ASCII
-        // trail byte (GBK and Big5 trail bytes include letters and "@").
+        // glues an address to a prefix; after an
+        // 8-bit byte's possible ASCII trail byte (GBK and Big5 trail bytes
+        // include letters). Never inside a quoted string.
         var starts = [ls]
         if ls > 0, v[ls - 1] >= 0x80, ls + 1 < le, (0x40...0x7E).contains(v[ls]) { starts.append(ls + 1) }
         for p in ls..<le where v[p] == Self.percent || v[p] == Self.equals || v[p] == Self.plus {
             if p + 1 < le { starts.append(p + 1) }
         }
         starts.sort()
-        for s in starts where v[s] != UInt8(ascii: ".") {
-            guard let address = normalized(local: Array(v[s..<le]), quoted: false, domain: domain) else { continue }
+        for s in starts where v[s] != UInt8(ascii: ".") && !quoted.contains(where: { $0.lowerBound < s && s < $0.upperBound }) {
+            guard let address = normalized(local: v[s..<le], domain: domain) else { continue }
             if isSensitive(address) { return (Occurrence(address: address, range: s..<de), de) }
         }
         return nil
     }
 
-    /// `"…"` ending at `close`: where it opens and its content with
-    /// quoted-pairs resolved; nil when no opening quote is near.
-    private func quotedLocalPart(_ v: [UInt8], closingAt close: Int, floor: Int) -> (Int, [UInt8])? {
+    /// Where the quoted string that closes at `close` opens; nil when no
+    /// opening quote is near (a local part is at most 64 characters; some
+    /// slack for quoted-pairs).
+    private func openingQuote(_ v: [UInt8], closingAt close: Int, floor: Int) -> Int? {
         var p = close - 1
         while p >= floor, close - p <= 130 {
             if v[p] == Self.quote {
                 var escapes = 0
                 while p - escapes - 1 >= floor, v[p - escapes - 1] == Self.backslash { escapes += 1 }
-                if escapes % 2 == 0 {
-                    var content: [UInt8] = []
-                    var k = p + 1
-                    while k < close {
-                        if v[k] == Self.backslash, k + 1 < close { k += 1 }
-                        content.append(v[k])
-                        k += 1
-                    }
-                    return (p, content)
-                }
+                if escapes % 2 == 0 { return p }
             }
             p -= 1
         }
         return nil
     }
 
-    /// `local@domain` lower-cased, the extension cut off, or nil when either
-    /// part is empty.
-    private func normalized(local: [UInt8], quoted: Bool, domain: ArraySlice<UInt8>) -> String? {
-        var l = local[...]
-        if !quoted, l.count >= 2, l.first == Self.quote, l.last == Self.quote {
-            l = l.dropFirst().dropLast()
+    /// `local@domain` lower-cased, quotes and quoted-pairs resolved, the
+    /// extension cut off; nil when either part is empty.
+    private func normalized(local: ArraySlice<UInt8>, domain: ArraySlice<UInt8>) -> String? {
+        var l: [UInt8] = []
+        l.reserveCapacity(local.count)
+        var k = local.startIndex
+        var inQuotes = false
+        while k < local.endIndex {
+            let b = local[k]
+            if b == Self.quote {
+                inQuotes.toggle()
+            } else if b == Self.backslash, inQuotes, k + 1 < local.endIndex {
+                k += 1
+                l.append(local[k])
+            } else {
+                l.append(b)
+            }
+            k += 1
         }
-        if let cut = l.firstIndex(where: { extensionDelimiters.contains($0) }) { l = l[..<cut] }
+        if let cut = l.firstIndex(where: { extensionDelimiters.contains($0) }) { l.removeSubrange(cut...) }
         guard !l.isEmpty, !domain.isEmpty else { return nil }
-        let bytes = Array(l) + [Self.at] + Array(domain)
+        let bytes = l + [Self.at] + Array(domain)
         if bytes.allSatisfy({ $0 < 0x80 }) {
             return String(decoding: bytes.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
         }

@@ -127,21 +127,25 @@ struct HeaderView {
     /// group of words that held a replaced range is re-encoded; everything
     /// else is copied.
     func replacing(_ replacements: [(range: Range<Int>, bytes: [UInt8])]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(raw.count + 32)
+        // What each segment becomes; white space between two words is decided
+        // last, when it is known what stands on either side of it.
+        enum Piece { case text([UInt8]), words([UInt8]), gap([UInt8]) }
+        var pieces: [Piece] = []
+        pieces.reserveCapacity(segments.count)
         var j = 0
-        var gap: [UInt8] = []  // white space between two words, held until we know both stay
         for segment in segments {
-            while j < replacements.count, replacements[j].range.upperBound <= segment.view.lowerBound { j += 1 }
-            let touched = j < replacements.count && replacements[j].range.lowerBound < segment.view.upperBound
             if segment.view.isEmpty {
-                gap += raw[segment.source]
+                pieces.append(.gap(Array(raw[segment.source])))
                 continue
             }
+            while j < replacements.count, replacements[j].range.upperBound <= segment.view.lowerBound { j += 1 }
+            let touched = j < replacements.count && replacements[j].range.lowerBound < segment.view.upperBound
             guard touched else {
-                out += gap
-                gap = []
-                out += raw[segment.source]
+                if case .words = segment.kind {
+                    pieces.append(.words(Array(raw[segment.source])))
+                } else {
+                    pieces.append(.text(Array(raw[segment.source])))
+                }
                 continue
             }
             var text: [UInt8] = []
@@ -159,16 +163,55 @@ struct HeaderView {
             }
             switch segment.kind {
             case .raw:
-                out += gap
-                out += text
+                pieces.append(.text(text))
             case .words(let charset, let q):
-                if text.isEmpty { break }  // the whole group was the tail of an address
-                out += gap
-                out += Self.encodedWords(String(decoding: text, as: UTF8.self), charset: charset, q: q)
+                // Empty: the whole group was the tail of an address; it goes.
+                if !text.isEmpty {
+                    pieces.append(.words(Self.encodedWords(String(decoding: text, as: UTF8.self), charset: charset, q: q)))
+                }
             }
-            gap = []
         }
-        out += gap
+        // White space between two encoded words is invisible, and readers
+        // want some between words: a gap stays only where it still separates
+        // two words; words that came to touch get a space; raw white space
+        // left alone between two words (the rest of an address was cut out
+        // around it) would vanish, so it becomes an encoded word itself.
+        func nextIsWords(after k: Int) -> Bool {
+            for n in (k + 1)..<pieces.count {
+                switch pieces[n] {
+                case .gap: continue
+                case .text(let t) where t.isEmpty: continue
+                case .words: return true
+                case .text: return false
+                }
+            }
+            return false
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count + 32)
+        var lastWasWords = false
+        var gap: [UInt8]?
+        for (k, piece) in pieces.enumerated() {
+            switch piece {
+            case .gap(let b):
+                gap = (gap ?? []) + b
+            case .words(let b):
+                if lastWasWords { out += gap ?? [0x20] }
+                out += b
+                gap = nil
+                lastWasWords = true
+            case .text(let b) where b.isEmpty:
+                continue
+            case .text(let b) where lastWasWords && b.allSatisfy(isFWS) && nextIsWords(after: k):
+                let space = String(decoding: b.filter { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
+                out += (gap ?? [0x20]) + Self.encodedWords(space, charset: "UTF-8", q: true)
+                gap = nil
+            case .text(let b):
+                out += b
+                gap = nil
+                lastWasWords = false
+            }
+        }
         return out
     }
 
