@@ -165,10 +165,12 @@ public struct AddressScanner: Sendable {
 
     /// Where the quoted string that closes at `close` opens; nil when no
     /// opening quote is near (a local part is at most 64 characters; some
-    /// slack for quoted-pairs).
+    /// slack for quoted-pairs) or an "@" comes first: a quoted string never
+    /// reaches into the address before it, so what is found does not depend
+    /// on what was found (or replaced) before.
     private func openingQuote(_ v: [UInt8], closingAt close: Int, floor: Int) -> Int? {
         var p = close - 1
-        while p >= floor, close - p <= 130 {
+        while p >= floor, close - p <= 130, v[p] != Self.at {
             if v[p] == Self.quote {
                 var escapes = 0
                 while p - escapes - 1 >= floor, v[p - escapes - 1] == Self.backslash { escapes += 1 }

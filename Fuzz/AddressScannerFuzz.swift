@@ -1,0 +1,94 @@
+// libFuzzer target: AddressScanner (find and rewrite a sensitive address in a raw
+// header value). Built by scripts/fuzz together with Sources/MailHeaders/*.swift.
+//
+// The input is a raw header value, with two escapes so the fuzzer reaches the
+// interesting shapes quickly: 0x01 k inserts staff form k raw; 0x02 k inserts it
+// inside an encoded word (charset, B or Q chosen by k). Properties checked:
+//  (a) after a rewrite, the scanner finds no sensitive address;
+//  (b) every other decoded character is unchanged: the decoded view of the
+//      rewritten value is the original's with each found span replaced;
+//  and a value with no encoded word keeps every byte outside the spans.
+//  Also: no crash, no hang, and a value with nothing found is never rewritten.
+
+private let scanner = AddressScanner()
+private let replacement = Array("sales@example.com".utf8)
+
+private let forms = [
+    "zhangsan@example.com", "ZhangSan@Example.COM", "\"zhangsan\"@example.com", "zhangsan+tag@example.com",
+    "zhangsan@\r\n example.com", "zhangsan\n\t@example.com", "<20261203101010.abcd%zhangsan@example.com>",
+    "x=zhangsan@example.com", "a+zhangsan@example.com", "zhangsan@mx.example.com", "\"zhangsan\"+x@example.com",
+    "回复：张三 <zhangsan@example.com> 的报价", "zhangsan @ example.com.", "addr=zhangsan@example.com; keydata=x",
+]
+private let charsets = ["UTF-8", "GB18030", "GBK", "ISO-8859-1", "utf-8*zh"]
+
+private func isStaff(_ address: String) -> Bool {
+    address == "zhangsan@example.com" || (address.hasPrefix("zhangsan@") && address.hasSuffix(".example.com"))
+}
+
+private func header(from data: [UInt8]) -> [UInt8] {
+    var out: [UInt8] = []
+    var i = 0
+    while i < data.count {
+        let b = data[i]
+        if (b == 0x01 || b == 0x02), i + 1 < data.count {
+            let k = Int(data[i + 1])
+            let form = forms[k % forms.count]
+            if b == 0x01 {
+                out += Array(form.utf8)
+            } else {
+                let charset = charsets[(k / 2) % charsets.count]
+                let bytes = Charset.encode(form, label: charset) ?? Array(form.utf8)
+                let label = Charset.encode(form, label: charset) == nil ? "UTF-8" : charset
+                let q = k % 2 == 1
+                out += Array("=?\(label)?\(q ? "Q" : "B")?\(HeaderEncoder.encode(bytes, q: q))?=".utf8)
+            }
+            i += 2
+        } else {
+            out.append(b)
+            i += 1
+        }
+    }
+    return out
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let raw = header(from: Array(UnsafeBufferPointer(start: data, count: size)))
+    let found = scanner.occurrences(in: raw, where: isStaff)
+    guard let out = scanner.rewriting(raw, { isStaff($0) ? "sales@example.com" : nil }) else {
+        check(found.isEmpty, "found \(found) but nothing rewritten in \(debug(raw))")
+        return 0
+    }
+    check(!found.isEmpty, "rewritten without an occurrence: \(debug(raw))")
+
+    // (a)
+    let left = scanner.occurrences(in: out, where: isStaff)
+    check(left.isEmpty, "left \(left.map(\.address)) in \(debug(out)) from \(debug(raw))")
+
+    // (b)
+    let before = scanner.decodedView(raw)
+    var expected: [UInt8] = []
+    var pos = 0
+    for occurrence in found {
+        check(occurrence.range.lowerBound >= pos && occurrence.range.upperBound <= before.count, "bad range \(occurrence)")
+        expected += before[pos..<occurrence.range.lowerBound]
+        expected += replacement
+        pos = occurrence.range.upperBound
+    }
+    expected += before[pos...]
+    let after = scanner.decodedView(out)
+    check(after == expected, "decoded \(debug(after)) expected \(debug(expected)) from \(debug(raw)) → \(debug(out))")
+    if !EncodedWords.containsMarker(raw) {
+        check(out == expected, "raw bytes changed outside the spans: \(debug(raw)) → \(debug(out))")
+    }
+    return 0
+}
+
+private func debug(_ bytes: [UInt8]) -> String {
+    String(reflecting: String(decoding: bytes, as: UTF8.self)) + " " + bytes.prefix(400).map { String($0, radix: 16) }.joined(separator: " ")
+}
+
+/// A failed property: fatalError keeps its message in -O builds (precondition's is dropped).
+private func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+    if !condition { fatalError(message()) }
+}
