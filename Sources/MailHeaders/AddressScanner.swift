@@ -10,8 +10,10 @@
 /// recognise as that address:
 ///  - raw or inside encoded words (B or Q, any charset iconv knows), also
 ///    split across adjacent words or between a word and raw text;
-///  - embedded after `%`, `=` or `+` (`id.abcd%user@host` as s-nail writes
-///    Message-IDs, `x=user@host`, `a+user@host`);
+///  - embedded after `%`, `=`, `+` or another atext symbol
+///    (`id.abcd%user@host` as s-nail writes Message-IDs, `x=user@host`,
+///    `a+user@host`), or inside a bounce
+///    address as `user=host` (VERP, `bounce+user=host@lists.test`);
 ///  - a quoted local part (`"user"@host`), a `+extension`, whitespace or a
 ///    fold around `@`, any case.
 ///
@@ -32,6 +34,10 @@ public struct AddressScanner: Sendable {
         /// Where it is in the decoded view (`decodedView`), quotes, extension
         /// and folds included: exactly what a rewrite replaces.
         public var range: Range<Int>
+        /// Written as list servers put an address into a bounce address
+        /// (VERP, `bounce+user=host@lists.test`): `user=host`. A rewrite
+        /// writes the replacement the same way.
+        public var isVERP = false
     }
 
     /// Bytes that start an address extension (`user+tag`). Postfix's
@@ -45,24 +51,65 @@ public struct AddressScanner: Sendable {
     // MARK: Public interface
 
     /// Every occurrence of an address `isSensitive` accepts, in order.
+    /// Ranges refer to `decodedView`, the reading most clients have; an
+    /// address only a word-by-word reader would see is in `holdsAddress`.
     public func occurrences(in raw: [UInt8], where isSensitive: (String) -> Bool) -> [Occurrence] {
         guard Self.mayHoldAddress(raw) else { return [] }
         return scan(HeaderView(raw), isSensitive)
+    }
+
+    /// Does any reading of `raw` (encoded words joined, or each alone) show
+    /// an address `isSensitive` accepts.
+    public func holdsAddress(_ raw: [UInt8], where isSensitive: (String) -> Bool) -> Bool {
+        guard Self.mayHoldAddress(raw) else { return false }
+        let joined = HeaderView(raw)
+        if !scan(joined, isSensitive).isEmpty { return true }
+        return joined.ambiguous && !scan(HeaderView(raw, wordByWord: true), isSensitive).isEmpty
     }
 
     /// `raw` with each occurrence replaced by the address `replacement` returns
     /// for it (nil: not sensitive, left alone). nil when nothing changed.
     public func rewriting(_ raw: [UInt8], _ replacement: (String) -> String?) -> [UInt8]? {
         guard Self.mayHoldAddress(raw) else { return nil }
-        let view = HeaderView(raw)
-        var replacements: [String: String] = [:]
-        let found = scan(view) { address in
-            guard let new = replacement(address) else { return false }
-            replacements[address] = new
-            return true
+        var current = raw
+        var changed = false
+        // Rounds alternate the usual reading (words of one charset joined)
+        // and the word-by-word one, until both find nothing. Usually that is
+        // one round and a check; the others are for hostile input: an address
+        // only word-by-word readers see, or an undecodable word holding 8-bit
+        // garbage that decodes once changed and shows new text.
+        var clean = 0
+        var joined = HeaderView(current)
+        for round in 0..<6 where clean < 2 {
+            let view: HeaderView
+            if round % 2 == 0 {
+                view = joined
+            } else if joined.ambiguous {
+                view = HeaderView(current, wordByWord: true)
+            } else {
+                clean += 1  // word by word reads the same
+                continue
+            }
+            var replacements: [String: String] = [:]
+            let found = scan(view) { address in
+                guard let new = replacement(address) else { return false }
+                replacements[address] = new
+                return true
+            }
+            guard !found.isEmpty else {
+                clean += 1
+                continue
+            }
+            clean = 0
+            current = view.replacing(found.map { occurrence in
+                var bytes = Array(replacements[occurrence.address]!.utf8)
+                if occurrence.isVERP, let at = bytes.lastIndex(of: Self.at) { bytes[at] = Self.equals }
+                return (occurrence.range, bytes)
+            })
+            changed = true
+            joined = HeaderView(current)
         }
-        guard !found.isEmpty else { return nil }
-        return view.replacing(found.map { ($0.range, Array(replacements[$0.address]!.utf8)) })
+        return changed ? current : nil
     }
 
     /// The value as the scanner reads it: encoded words decoded (to UTF-8),
@@ -93,7 +140,7 @@ public struct AddressScanner: Sendable {
 
     // MARK: Scanning the decoded view
 
-    private static let percent = UInt8(ascii: "%"), equals = UInt8(ascii: "="), plus = UInt8(ascii: "+")
+    private static let equals = UInt8(ascii: "=")
     private static let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\"), at = UInt8(ascii: "@")
 
     private func scan(_ view: HeaderView, _ isSensitive: (String) -> Bool) -> [Occurrence] {
@@ -152,13 +199,27 @@ public struct AddressScanner: Sendable {
         // include letters). Never inside a quoted string.
         var starts = [ls]
         if ls > 0, v[ls - 1] >= 0x80, ls + 1 < le, (0x40...0x7E).contains(v[ls]) { starts.append(ls + 1) }
-        for p in ls..<le where v[p] == Self.percent || v[p] == Self.equals || v[p] == Self.plus {
+        for p in ls..<le where Self.isGlue(v[p]) {
             if p + 1 < le { starts.append(p + 1) }
         }
         starts.sort()
-        for s in starts where v[s] != UInt8(ascii: ".") && !quoted.contains(where: { $0.lowerBound < s && s < $0.upperBound }) {
+        starts.removeAll { s in v[s] == UInt8(ascii: ".") || quoted.contains { $0.lowerBound < s && s < $0.upperBound } }
+        for s in starts {
             guard let address = normalized(local: v[s..<le], domain: domain) else { continue }
             if isSensitive(address) { return (Occurrence(address: address, range: s..<de), de) }
+        }
+        // VERP: the address inside the local part, "@" written as "=", after
+        // the list's own part and "+" (Mailman) or "-" (ezmlm).
+        for e in ls..<le where v[e] == Self.equals {
+            let inner = v[(e + 1)..<le]
+            guard inner.count > 2, inner.contains(UInt8(ascii: ".")), inner.allSatisfy(Self.isDomainByte),
+                  inner.first != UInt8(ascii: "."), inner.last != UInt8(ascii: ".") else { continue }
+            var verpStarts = starts
+            for p in ls..<e where v[p] == UInt8(ascii: "-") { verpStarts.append(p + 1) }
+            for s in verpStarts.sorted() where s < e {
+                guard let address = normalized(local: v[s..<e], domain: inner) else { continue }
+                if isSensitive(address) { return (Occurrence(address: address, range: s..<le, isVERP: true), de) }
+            }
         }
         return nil
     }
@@ -207,6 +268,17 @@ public struct AddressScanner: Sendable {
             return String(decoding: bytes.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
         }
         return String(decoding: bytes, as: UTF8.self).lowercased()
+    }
+
+    /// Symbols after which a reader sees an address begin, though they may
+    /// stand in a local part: `%` (s-nail Message-IDs), `=`, `+`, and the
+    /// rest of atext's symbols (`Q?zhangsan@…` in a broken encoded word).
+    /// Not ".", "-" or "_": `li.zhangsan` is someone else.
+    private static func isGlue(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: "_"): return false
+        default: return b < 0x80 && HeaderEncoder.isAtext(b) && !isDomainByte(b)
+        }
     }
 
     /// RFC 5322 atext and ".", ASCII only: 8-bit text (a CJK subject glued to

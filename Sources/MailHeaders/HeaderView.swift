@@ -17,16 +17,24 @@ struct HeaderView {
         var kind: Kind
         var source: Range<Int>  // bytes of the raw value
         var view: Range<Int>    // bytes of `HeaderView.bytes`; empty for dropped white space
+        var undecodable: String?  // charset of an encoded word shown as written
     }
 
     let raw: [UInt8]
+    /// Some words were joined though a later one decodes alone: a reader
+    /// that decodes word by word sees other text (`wordByWord`).
+    private(set) var ambiguous = false
     private(set) var bytes: [UInt8] = []
     private(set) var segments: [Segment] = []
 
     /// At most this many words are tried together to decode a split character.
     private static let maxGroup = 4
 
-    init(_ raw: [UInt8]) {
+    /// `wordByWord`: join words only where the later one cannot decode on its
+    /// own. Readers differ: most join adjacent words of one charset (a client
+    /// cut a character in two), some decode each word alone; where a word
+    /// decodes both ways (a GBK trail byte is a letter), both readings count.
+    init(_ raw: [UInt8], wordByWord: Bool = false) {
         self.raw = raw
         guard EncodedWords.containsMarker(raw) else {
             bytes = raw
@@ -50,29 +58,30 @@ struct HeaderView {
         if literalStart < raw.count { pieces.append(.literal(literalStart..<raw.count)) }
 
         // Items: raw ranges and decoded groups of words, in order.
-        enum Item { case literal(Range<Int>), group(Range<Int>, String, String, Bool) }
+        enum Item { case literal(Range<Int>, String?), group(Range<Int>, String, String, Bool) }
         var items: [Item] = []
         let words: [EncodedWords.Word?] = pieces.map {
             if case .word(let w) = $0 { return w } else { return nil }
         }
         var k = 0
         while k < pieces.count {
-            guard case .word(let first) = pieces[k], let group = Self.group(words, from: k, raw: raw) else {
+            guard case .word(let first) = pieces[k], let group = Self.group(words, from: k, raw: raw, wordByWord: wordByWord) else {
                 switch pieces[k] {
-                case .literal(let r): items.append(.literal(r))
-                case .word(let w): items.append(.literal(w.range))  // undecodable: shown as written
+                case .literal(let r): items.append(.literal(r, nil))
+                case .word(let w): items.append(.literal(w.range, w.charset))  // undecodable: shown as written
                 }
                 k += 1
                 continue
             }
             let q = raw[first.range.lowerBound + 2 + first.charset.utf8.count + 1] | 0x20 == UInt8(ascii: "q")
             items.append(.group(first.range.lowerBound..<group.end, group.text, first.charset, q))
+            if group.ambiguous { ambiguous = true }
             k = group.next
         }
 
         for (n, item) in items.enumerated() {
             switch item {
-            case .literal(let r):
+            case .literal(let r, let undecodable):
                 var dropped = false
                 if n > 0, n + 1 < items.count, case .group = items[n - 1], case .group = items[n + 1],
                    raw[r].allSatisfy(isFWS) {
@@ -80,7 +89,7 @@ struct HeaderView {
                 }
                 let start = bytes.count
                 if !dropped { bytes += raw[r] }
-                segments.append(Segment(kind: .raw, source: r, view: start..<bytes.count))
+                segments.append(Segment(kind: .raw, source: r, view: start..<bytes.count, undecodable: undecodable))
             case .group(let r, let text, let charset, let q):
                 let start = bytes.count
                 bytes += text.utf8
@@ -91,18 +100,19 @@ struct HeaderView {
 
     /// The smallest run of words from piece `k` (separated only by white
     /// space, same charset) that decodes; nil when none does.
-    private static func group(_ words: [EncodedWords.Word?], from k: Int, raw: [UInt8])
-        -> (text: String, end: Int, next: Int)? {
+    private static func group(_ words: [EncodedWords.Word?], from k: Int, raw: [UInt8], wordByWord: Bool)
+        -> (text: String, end: Int, next: Int, ambiguous: Bool)? {
         guard let first = words[k], first.bytes != nil, Charset.isKnown(first.charset) else { return nil }
         var payload: [UInt8] = []
         var j = k
         var count = 0
+        var ambiguous = false
         while j < words.count, count < maxGroup {
             guard let w = words[j], let b = w.bytes, sameCharset(w.charset, first.charset) else { return nil }
             payload += b
             count += 1
             if let text = Charset.decode(payload, label: first.charset) {
-                return (text, w.range.upperBound, j + 1)
+                return (text, w.range.upperBound, j + 1, ambiguous)
             }
             // The next word, past white space only.
             var n = j + 1
@@ -110,6 +120,10 @@ struct HeaderView {
                 guard n + 1 < words.count, let next = words[n + 1],
                       raw[w.range.upperBound..<next.range.lowerBound].allSatisfy(isFWS) else { return nil }
                 n += 1
+            }
+            if n < words.count, let next = words[n], let b = next.bytes, Charset.decode(b, label: next.charset) != nil {
+                if wordByWord { return nil }
+                ambiguous = true
             }
             j = n
         }
@@ -133,7 +147,7 @@ struct HeaderView {
         var pieces: [Piece] = []
         pieces.reserveCapacity(segments.count)
         var j = 0
-        for segment in segments {
+        for (n, segment) in segments.enumerated() {
             if segment.view.isEmpty {
                 pieces.append(.gap(Array(raw[segment.source])))
                 continue
@@ -162,12 +176,25 @@ struct HeaderView {
                 p += 1
             }
             switch segment.kind {
+            case .raw where segment.undecodable != nil:
+                // An encoded word shown as written: changed, it might decode
+                // and show something else. As a UTF-8 word of its text it
+                // reads exactly as before (8-bit garbage cannot; it stays).
+                if let shown = String(validating: text, as: UTF8.self) {
+                    pieces.append(.words(Self.encodedWords(shown, charset: "UTF-8", q: true)))
+                } else {
+                    pieces.append(.text(text))
+                }
             case .raw:
                 pieces.append(.text(text))
             case .words(let charset, let q):
                 // Empty: the whole group was the tail of an address; it goes.
                 if !text.isEmpty {
-                    pieces.append(.words(Self.encodedWords(String(decoding: text, as: UTF8.self), charset: charset, q: q)))
+                    // Next to an undecodable word of the same charset, new
+                    // bytes could complete its cut character and change what
+                    // it shows: then UTF-8, which ASCII never completes.
+                    let label = besideUndecodable(n, charset) ? "UTF-8" : charset
+                    pieces.append(.words(Self.encodedWords(String(decoding: text, as: UTF8.self), charset: label, q: q)))
                 }
             }
         }
@@ -215,9 +242,25 @@ struct HeaderView {
         return out
     }
 
+    /// Is segment `n` next to an undecodable encoded word in `charset`
+    /// (across white space only), which a decoder might try to join with it.
+    private func besideUndecodable(_ n: Int, _ charset: String) -> Bool {
+        for step in [-1, 1] {
+            var k = n + step
+            while k >= 0, k < segments.count {
+                let segment = segments[k]
+                if let other = segment.undecodable { if Self.sameCharset(other, charset) { return true }; break }
+                guard segment.view.isEmpty || raw[segment.source].allSatisfy(isFWS) else { break }
+                k += step
+            }
+        }
+        return false
+    }
+
     /// `text` as encoded words of at most 75 bytes, in `charset` when it can
     /// hold the text (keeping the label as written), else UTF-8. Words are
-    /// cut between characters and separated by one space, which readers drop.
+    /// cut between characters and separated by a fold (LF and a tab, as
+    /// Postfix wants from milters), which readers drop.
     static func encodedWords(_ text: String, charset: String, q: Bool) -> [UInt8] {
         let label = Charset.encode(text, label: charset) != nil ? charset : "UTF-8"
         let prefix = Array("=?\(label)?\(q ? "Q" : "B")?".utf8)
@@ -242,7 +285,7 @@ struct HeaderView {
         if !chunk.isEmpty { words.append(encoded) }
         var out: [UInt8] = []
         for (n, w) in words.enumerated() {
-            if n > 0 { out.append(0x20) }
+            if n > 0 { out += [0x0A, 0x09] }
             out += prefix + w + Array("?=".utf8)
         }
         return out

@@ -114,6 +114,34 @@ import Testing
         #expect(decoder.unstructured(latin) == "Café sales@example.com")
     }
 
+    @Test("an encoded word no reader can decode is rewritten so that it still reads as written")
+    func undecodableWord() throws {
+        let out = try #require(rewrite("Re: =?x-unknown?Q?zhangsan@example.com?= ok"))
+        #expect(decoder.unstructured(out) == "Re: =?x-unknown?Q?sales@example.com?= ok")
+    }
+
+    @Test("a long re-encoded text is cut into words of at most 75 bytes, folded with LF and a tab")
+    func longTextIsFolded() throws {
+        let text = String(repeating: "报价单", count: 30) + " zhangsan@example.com " + String(repeating: "回复", count: 30)
+        let out = try #require(rewrite("=?UTF-8?B?\(Self.base64(Array(text.utf8)))?="))
+        let words = out.components(separatedBy: "\n\t")
+        #expect(words.count > 3)
+        #expect(words.allSatisfy { $0.utf8.count <= 75 && $0.hasPrefix("=?UTF-8?B?") && $0.hasSuffix("?=") }, "\(words)")
+        #expect(decoder.unstructured(out) == text.replacingOccurrences("zhangsan@", "sales@"))
+    }
+
+    @Test("words that read differently joined and one by one: both readings lose the address; the new word is UTF-8, which cannot complete a cut character")
+    func besideUndecodable() throws {
+        // 0xD5 alone is half a GBK character, and "z" can complete it: joined, the words
+        // read "\u{8A7E}hangsan@…"; word by word, "zhangsan@…". Both readings count.
+        let raw = "=?GBK?B?\(Self.base64([0xD5]))?= =?GBK?Q?zhangsan=40example.com?="
+        #expect(scanner.occurrences(in: Array(raw.utf8), where: Self.isStaff).isEmpty)
+        #expect(scanner.holdsAddress(Array(raw.utf8), where: Self.isStaff))
+        let out = try #require(rewrite(raw))
+        #expect(!scanner.holdsAddress(Array(out.utf8), where: Self.isStaff))
+        #expect(out.hasPrefix("=?GBK?B?1Q==?= =?UTF-8?Q?sales=40example=2Ecom?="), "\(out)")
+    }
+
     // MARK: Raw forms
 
     @Test("embedded, quoted, extended, folded and upper-case forms are replaced exactly", arguments: [
@@ -133,6 +161,8 @@ import Testing
         ("mailto:zhangsan@example.com?subject=x", "mailto:sales@example.com?subject=x"),
         ("报价zhangsan@example.com的", "报价sales@example.com的"),
         ("zhangsan@example.com, zhangsan@example.com", "sales@example.com, sales@example.com"),
+        ("bounce+zhangsan=example.com@lists.test", "bounce+sales=example.com@lists.test"),
+        ("<list-ZhangSan+x=Mx.Example.com@lists.test>", "<list-sales=example.com@lists.test>"),
     ])
     func rawForms(value: String, expected: String) {
         #expect(rewrite(value) == expected)
@@ -141,6 +171,7 @@ import Testing
     @Test("other addresses are left alone", arguments: [
         "lizhangsan@example.com", "zhangsan@example.community", "zhangsan@other.test", "zhangsan.li@example.com",
         "example.com", "zhangsan", "=?UTF-8?B?5byg5LiJ?=", "Re: price =?utf-8?Q?broken", "\"zhang san\"@example.com",
+        "bounce+zhangsan=example.community@lists.test", "zhangsan=example.com", "\"hi\"zhangsan@other.test",
     ])
     func nonMatches(value: String) {
         #expect(rewrite(value) == nil)
