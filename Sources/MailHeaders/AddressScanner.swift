@@ -1,7 +1,8 @@
 // Finding an address in a header value however a client (or an attacker) hid
 // it, and replacing it without touching anything else.
 //
-// Matching and rewriting share one reading of the value, so whatever the
+// Matching and rewriting share the same readings of the value (encoded words
+// decoded as most clients do, and word by word as some do), so whatever the
 // scanner can find, the rewriter can remove, and a test can use the scanner to
 // prove nothing is left.
 
@@ -25,7 +26,9 @@
 /// every other byte as it came (8-bit included: the fallback charset of a
 /// non-UTF-8 header is never re-emitted). Encoded words that held an
 /// occurrence are re-encoded (same charset and B/Q when possible, else
-/// UTF-8); the other words keep their bytes.
+/// UTF-8); the other words keep their bytes. An undecodable encoded word
+/// (shown as written) that held one becomes a UTF-8 word of its text, so it
+/// still reads as written.
 public struct AddressScanner: Sendable {
     /// One address found in a value.
     public struct Occurrence: Hashable, Sendable {
@@ -194,9 +197,9 @@ public struct AddressScanner: Sendable {
         while ls < le, v[ls] == UInt8(ascii: ".") { ls += 1 }
         guard ls < le else { return nil }
         // Where the address may begin: the token's start; after a byte that
-        // glues an address to a prefix; after an
-        // 8-bit byte's possible ASCII trail byte (GBK and Big5 trail bytes
-        // include letters). Never inside a quoted string.
+        // glues an address to a prefix; after an 8-bit byte's possible ASCII
+        // trail byte (GBK and Big5 trail bytes include letters). Never inside
+        // a quoted string.
         var starts = [ls]
         if ls > 0, v[ls - 1] >= 0x80, ls + 1 < le, (0x40...0x7E).contains(v[ls]) { starts.append(ls + 1) }
         for p in ls..<le where Self.isGlue(v[p]) {
