@@ -458,9 +458,10 @@ public struct PolicyEngine: Sendable {
     /// The staff a normalised address (as the scanner hands it) stands for:
     /// a staff address; or, in a configured domain or a subdomain of one
     /// (`zhangsan@mx.example.com`), a local part that is the local part of a
-    /// staff address (in that domain first) or a staff's login. Dictionary
-    /// lookups only, one per configured domain at most: cost does not grow
-    /// with the number of staff.
+    /// staff address in that domain, a staff's login, or the local part of a
+    /// staff address in another configured domain. Dictionary lookups only,
+    /// one per configured domain at most: cost does not grow with the number
+    /// of staff.
     private func staffReference(matching normalized: String) -> StaffReference? {
         guard let address = EmailAddress(normalized) else { return nil }
         if let reference = directory.staff(address: address) { return reference }
@@ -473,12 +474,13 @@ public struct PolicyEngine: Sendable {
         }
         guard let home else { return nil }
         let part = address.localPart
-        for domain in [home] + directory.localDomains.filter({ $0 != home }).sorted() {
-            if let staff = EmailAddress("\(part)@\(domain)"), let reference = directory.staff(address: staff) {
-                return reference
-            }
+        func staff(in domain: Substring) -> StaffReference? {
+            EmailAddress("\(part)@\(domain)").flatMap(directory.staff(address:))
         }
-        return directory.staff(login: String(part))
+        if let reference = staff(in: home) { return reference }
+        if let reference = directory.staff(login: String(part)) { return reference }
+        // Sorted, so that the same mail is always rewritten the same way.
+        return directory.localDomains.filter { $0 != home }.sorted().lazy.compactMap(staff(in:)).first
     }
 
     private func refusedToSend(_ staff: Staff, _ reference: StaffReference) -> SMTPReply {

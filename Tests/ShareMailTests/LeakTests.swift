@@ -106,10 +106,11 @@ struct LeakTests {
         #expect(messageID == "abc.123@mail.example.com")
     }
 
-    @Test("glued after =, + or %: only the staff part is replaced", arguments: [
+    @Test("glued after =, + or %, or in a list's bounce address: only the staff part is replaced", arguments: [
         ("x=zhangsan@example.com", "x=sales@example.com"),
         ("a+zhangsan@example.com", "a+sales@example.com"),
         ("relay%zhangsan@example.com", "relay%sales@example.com"),
+        ("list-bounces+zhangsan=example.com@lists.test", "list-bounces+sales=example.com@lists.test"),
     ])
     func glued(value: String, expected: String) {
         #expect(send([("X-Trace", value)]).change("X-Trace")?.value == expected)
