@@ -6,8 +6,8 @@
 // inside an encoded word (charset, B or Q chosen by k). Properties checked:
 //  (a) after a rewrite, the scanner finds no sensitive address;
 //  (b) every other decoded character is unchanged: the decoded view of the
-//      rewritten value is the original's with each found span replaced
-//      (not checked around two kinds of hostile text, see below);
+//      rewritten value is the original's with each found span replaced, line
+//      breaks (folds) aside (not checked around some hostile text, see below);
 //  and a value with no encoded word keeps every byte outside the spans.
 //  Also: no crash, no hang, and a value with nothing found is never rewritten.
 
@@ -92,11 +92,14 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         pos = occurrence.range.upperBound
     }
     expected += before[pos...]
-    let after = scanner.decodedView(out)
-    check(after == expected, "decoded \(debug(after)) expected \(debug(expected)) from \(debug(raw)) → \(debug(out))")
     if !EncodedWords.containsMarker(raw) {
         check(out == expected, "raw bytes changed outside the spans: \(debug(raw)) → \(debug(out))")
     }
+    // Line breaks in a header are folds, which readers drop (a rewrite may drop
+    // them too where raw white space has to become an encoded word): compare without.
+    let after = scanner.decodedView(out).filter { $0 != 0x0D && $0 != 0x0A }
+    expected.removeAll { $0 == 0x0D || $0 == 0x0A }
+    check(after == expected, "decoded \(debug(after)) expected \(debug(expected)) from \(debug(raw)) → \(debug(out))")
     return 0
 }
 

@@ -416,7 +416,8 @@ public struct PolicyEngine: Sendable {
     ]
 
     /// The scanner that finds staff addresses in any shape: encoded, quoted,
-    /// folded, with an extension, glued after "%", "=" or "+".
+    /// folded, with an extension, glued to a prefix ("%", "=", "+", …), in a
+    /// list's bounce address.
     private static let scanner = AddressScanner(extensionDelimiters: "+")
 
     /// Replaces each staff address in a raw header value with that staff's
