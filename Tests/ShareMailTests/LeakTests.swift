@@ -179,6 +179,37 @@ struct LeakTests {
         #expect(change.raw == Array("Ren".utf8) + [0xE9] + Array(" <rene@customer.test>, Zhangsan <sales@example.com>".utf8))
     }
 
+    /// Every form, in every kind of header, raw and encoded: whatever the engine writes
+    /// holds no staff address in any reading (the scanner checks, with the staff's
+    /// addresses, logins and local parts in example.com and its subdomains).
+    @Test("every form in every kind of header: nothing written names a staff", arguments: [
+        "zhangsan@example.com", "ZhangSan@EXAMPLE.com", "\"zhangsan\"@example.com", "zhangsan+tag@example.com",
+        "zhangsan@\r\n example.com", "<id.1%zhangsan@example.com>", "x=zhangsan@example.com", "a+lisi@example.com",
+        "zhangsan@mx.example.com", "list-bounces+zhangsan=example.com@lists.test", "\"lisi\"+x@Example.Com",
+    ])
+    func everyFormEverywhere(form: String) {
+        let scanner = AddressScanner()
+        let isStaff = { (address: String) -> Bool in
+            guard let at = address.lastIndex(of: "@") else { return false }
+            let local = address[..<at], domain = address[address.index(after: at)...]
+            return ["zhangsan", "lisi"].contains(local) && (domain == "example.com" || domain.hasSuffix(".example.com"))
+        }
+        let encoded = "=?UTF-8?B?\(Self.b64("张三 \(form) 的报价"))?="
+        for name in ["To", "Cc", "Reply-To", "Subject", "X-Note", "Message-ID", "References", "Comments"] {
+            for value in [form, "Zhang <\(form)>", encoded, "\(encoded) <c@customer.test>"] {
+                let d = send([(name, value)])
+                #expect(d.isAccept)
+                for change in d.headerChanges where change.operation == .change && change.name == name {
+                    let bytes = change.raw ?? Array((change.value ?? "").utf8)
+                    #expect(!scanner.holdsAddress(bytes, where: isStaff), "\(name): \(value) → \(change.value ?? "")")
+                }
+                if scanner.holdsAddress(Array(value.utf8), where: isStaff) {
+                    #expect(d.change(name) != nil, "\(name): \(value) left as it was")
+                }
+            }
+        }
+    }
+
     @Test("UTF-8 headers go out as text; values without @ or encoded words are never touched")
     func untouched() {
         let d = send([("Subject", "报价 for order 42"), ("X-Note", "=?UTF-8?B?\(Self.b64("没有地址"))?="),
