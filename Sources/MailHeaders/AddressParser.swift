@@ -26,7 +26,11 @@ struct AddressParser {
     private(set) var tokens: [Token] = []
 
     init(_ value: String) {
-        u = Array(value.utf8)
+        self.init(bytes: Array(value.utf8))
+    }
+
+    init(bytes: [UInt8]) {
+        u = bytes
         tokens = Self.tokenize(u)
     }
 

@@ -211,7 +211,12 @@ enum Charset {
     }
 
     private static func convert(_ bytes: [UInt8], with cd: iconv_t) -> String? {
+        guard let output = convertBytes(bytes, with: cd) else { return nil }
+        return String(validating: output, as: UTF8.self)
+    }
 
+    /// Runs `cd` over all of `bytes` and flushes its shift state; nil on any error.
+    private static func convertBytes(_ bytes: [UInt8], with cd: iconv_t) -> [UInt8]? {
         var input = bytes
         var output: [UInt8] = []
         output.reserveCapacity(bytes.count * 2)
@@ -241,7 +246,33 @@ enum Charset {
             }
         }
         guard ok else { return nil }
-        return String(validating: output, as: UTF8.self)
+        return output
+    }
+
+    // MARK: - Encoding (rare: only text sharemail changed is re-encoded)
+
+    /// `text` in the charset `label` names, or nil when the label is unknown or
+    /// cannot represent every character. Each call opens its own descriptor: it
+    /// runs only for an encoded word whose text was rewritten.
+    static func encode(_ text: String, label: String) -> [UInt8]? {
+        guard let plan = plan(for: label) else { return nil }
+        let utf8 = Array(text.utf8)
+        let names: [String]
+        switch plan {
+        case .utf8: return utf8
+        case .ascii: return utf8.allSatisfy { $0 < 0x80 } ? utf8 : nil
+        case .latin1: names = ["CP1252", "ISO-8859-1"]
+        case .hz: return nil  // no encoder; the caller falls back to UTF-8
+        case .iconv(let list): names = list
+        }
+        if utf8.isEmpty { return [] }
+        for name in names {
+            let cd = iconv_open(name, "UTF-8")
+            guard let cd, Int(bitPattern: cd) != -1 else { continue }
+            defer { iconv_close(cd) }
+            if let out = convertBytes(utf8, with: cd) { return out }
+        }
+        return nil
     }
 
     // MARK: - HZ (RFC 1843); glibc has no HZ converter.

@@ -63,6 +63,39 @@ public struct HeaderDecoder: Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// `rewritingMailboxes(in:_:)` on the raw bytes of a value: every byte
+    /// outside the replaced mailboxes is kept, 8-bit text in whatever charset
+    /// included. In a value that is not UTF-8, each 8-bit byte reads as a
+    /// letter while finding the structure (such bytes belong in names and
+    /// comments), so display names handed to `replacement` are not meaningful
+    /// there; addresses are. nil when nothing was replaced.
+    public func rewritingMailboxes(inRaw raw: [UInt8], _ replacement: (Mailbox) -> String?) -> [UInt8]? {
+        let structure = Charset.validUTF8(raw) != nil ? raw : raw.map { $0 >= 0x80 ? UInt8(ascii: "x") : $0 }
+        let parser = AddressParser(bytes: structure)
+        var replacements: [(Range<Int>, String)] = []
+        for item in parser.parse() {
+            switch item {
+            case .mailbox(let m):
+                if let r = replacement(m.mailbox) { replacements.append((m.range, r)) }
+            case .group(_, let members):
+                for m in members {
+                    if let r = replacement(m.mailbox) { replacements.append((m.range, r)) }
+                }
+            }
+        }
+        guard !replacements.isEmpty else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var pos = 0
+        for (range, text) in replacements {
+            out.append(contentsOf: raw[pos..<range.lowerBound])
+            out.append(contentsOf: text.utf8)
+            pos = range.upperBound
+        }
+        out.append(contentsOf: raw[pos...])
+        return out
+    }
+
     /// Remove CRLF/LF line breaks that precede whitespace (RFC 5322 unfolding).
     static func unfold(_ value: String) -> String {
         let u = Array(value.utf8)

@@ -128,7 +128,9 @@ public enum HeaderEncoder {
         return words
     }
 
-    private static func encode(_ bytes: [UInt8], q: Bool) -> String {
+    /// B or Q payload of an encoded word (Q with the phrase-safe literals, so it is
+    /// valid in every header context).
+    static func encode(_ bytes: [UInt8], q: Bool) -> String {
         let hex = Array("0123456789ABCDEF".utf8)
         var out: [UInt8] = []
         if q {

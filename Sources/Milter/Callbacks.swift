@@ -302,6 +302,14 @@ private func setReply(_ reply: Reply, digit: Int, ctx: OpaquePointer, state: Con
 }
 
 private func apply(_ modification: Modification, ctx: OpaquePointer) -> Modification? {
+    if case .changeHeaderBytes(let name, let occurrence, let value) = modification {
+        // libmilter copies the value; a NUL-terminated buffer of the bytes as they are.
+        var cValue = value.map { CChar(bitPattern: $0) } + [0]
+        let a = strdup(name)
+        defer { free(a) }
+        let status = cValue.withUnsafeMutableBufferPointer { smfi_chgheader(ctx, a, Int32(clamping: occurrence), $0.baseAddress) }
+        return status == MI_SUCCESS ? nil : modification
+    }
     let status: Int32 = withCStrings(modification) { a, b in
         switch modification {
         case .addRecipient: smfi_addrcpt(ctx, a)
@@ -310,6 +318,7 @@ private func apply(_ modification: Modification, ctx: OpaquePointer) -> Modifica
         case .addHeader: smfi_addheader(ctx, a, b)
         case .insertHeader(let index, _, _): smfi_insheader(ctx, Int32(clamping: index), a, b)
         case .changeHeader(_, let occurrence, _): smfi_chgheader(ctx, a, Int32(clamping: occurrence), b)
+        case .changeHeaderBytes: MI_FAILURE  // applied above
         }
     }
     return status == MI_SUCCESS ? nil : modification
@@ -324,6 +333,7 @@ private func withCStrings<R>(_ modification: Modification,
     case .changeSender(let address): ("<\(address)>", nil)
     case .addHeader(let name, let value), .insertHeader(_, let name, let value): (name, value)
     case .changeHeader(let name, _, let value): (name, value)
+    case .changeHeaderBytes(let name, _, _): (name, nil)
     }
     let a = first.map { strdup($0) } ?? nil
     let b = second.map { strdup($0) } ?? nil

@@ -30,6 +30,9 @@ public enum Modification: Hashable, Sendable {
     /// Replace the `occurrence`-th (1-based) header called `name`, or delete
     /// it when `value` is nil (`smfi_chgheader`).
     case changeHeader(name: String, occurrence: Int, value: String?)
+    /// `changeHeader` with the value as raw bytes: 8-bit header text that is
+    /// not UTF-8 (kept as the client wrote it) cannot travel in a String.
+    case changeHeaderBytes(name: String, occurrence: Int, value: [UInt8])
 }
 
 /// What the end-of-message stage answers: the verdict plus the changes that

@@ -32,6 +32,20 @@ public struct HeaderChange: Sendable, Hashable {
     public var value: String?
     /// The value it replaces, for reports (nil for add).
     public var oldValue: String?
+    /// The new value's exact bytes when they are not UTF-8 (an 8-bit header
+    /// keeps the bytes it came with; `value` then shows them decoded, for
+    /// reports only). nil: `value`'s UTF-8 is what goes on the wire.
+    public var raw: [UInt8]?
+
+    public init(operation: Operation, name: String, occurrence: Int, value: String?, oldValue: String?,
+                raw: [UInt8]? = nil) {
+        self.operation = operation
+        self.name = name
+        self.occurrence = occurrence
+        self.value = value
+        self.oldValue = oldValue
+        self.raw = raw
+    }
 
     public static func add(_ name: String, _ value: String) -> HeaderChange {
         HeaderChange(operation: .add, name: name, occurrence: 0, value: value, oldValue: nil)

@@ -402,8 +402,9 @@ public struct PolicyEngine: Sendable {
     }
 
     /// From becomes the unified address under the staff's name; Sender goes;
-    /// every other staff address in the headers becomes its unified address.
-    /// Returns the Message-ID the message leaves with.
+    /// headers that carry a personal key or signature go; every other staff
+    /// address in the headers becomes its unified address. Returns the
+    /// Message-ID the message leaves with.
     private func rewriteHeaders(_ plan: inout Plan, staff: Staff, mailbox: SharedMailbox) -> String {
         let smtpUTF8 = plan.facts.smtpUTF8
         let from = HeaderEncoder.mailbox(displayName: staff.name, address: mailbox.address.value, smtpUTF8: smtpUTF8)
@@ -429,12 +430,23 @@ public struct PolicyEngine: Sendable {
                 }
             case "sender":
                 deletions.append(HeaderChange(operation: .delete, name: header.name, occurrence: occurrence, value: nil, oldValue: value))
+            case _ where PolicyEngine.personalKeyHeaders.contains(key):
+                deletions.append(HeaderChange(operation: .delete, name: header.name, occurrence: occurrence, value: nil, oldValue: value))
+                plan.reason("rule 3: \(header.name) carries the staff's own key or signature: deleted")
             default:
-                if key == "message-id", messageID == nil { messageID = MessageIDs.parse(value).first }
-                if let rewritten = hidingStaffAddresses(in: value, structured: PolicyEngine.addressHeaders.contains(key),
-                                                        smtpUTF8: smtpUTF8) {
+                let rewritten = hidingStaffAddresses(in: header.raw, structured: PolicyEngine.addressHeaders.contains(key),
+                                                     smtpUTF8: smtpUTF8)
+                if key == "message-id", messageID == nil {
+                    messageID = MessageIDs.parse(rewritten.map { decoder.text(fromRaw: $0) } ?? value).first
+                }
+                if let rewritten {
+                    // Bytes that are not UTF-8 go out as they are; `value`
+                    // then only shows them, decoded, in reports.
+                    let text = String(validating: rewritten, as: UTF8.self)
                     plan.decision.headerChanges.append(HeaderChange(
-                        operation: .change, name: header.name, occurrence: occurrence, value: rewritten, oldValue: value))
+                        operation: .change, name: header.name, occurrence: occurrence,
+                        value: text ?? decoder.text(fromRaw: rewritten), oldValue: value,
+                        raw: text == nil ? rewritten : nil))
                     plan.reason("rule 3: \(header.name) carried a staff address: rewritten")
                 }
             }
@@ -459,70 +471,80 @@ public struct PolicyEngine: Sendable {
         "errors-to", "return-path", "x-sender", "x-original-from",
     ]
 
-    /// Replaces each staff address in a header value with that staff's
-    /// public form: `"Name" <unified>` in address lists, the bare unified
-    /// address elsewhere. nil when the value carries no staff address.
-    func hidingStaffAddresses(in value: String, structured: Bool, smtpUTF8: Bool) -> String? {
-        var text = value
-        var changed = false
-        if structured, let rewritten = decoder.rewritingMailboxes(in: text, { mailbox in
-            guard let address = EmailAddress(mailbox.address), let reference = directory.staff(address: address) else { return nil }
-            return HeaderEncoder.mailbox(displayName: directory.staff(reference).name,
-                                         address: directory.mailbox(reference).address.value, smtpUTF8: smtpUTF8)
-        }) {
-            text = rewritten
-            changed = true
-        }
-        // Whatever is left (comments, unstructured headers, phrases that
-        // spell an address): replace address tokens textually.
-        if let scrubbed = replacingAddressTokens(in: text) {
-            text = scrubbed
-            changed = true
-        }
-        return changed ? text : nil
-    }
+    /// Headers that hold a key or signature made for the staff's own address
+    /// (Autocrypt from Thunderbird and K-9, b4's patch attestation): rewriting
+    /// the address would leave the key naming the staff, so they go.
+    static let personalKeyHeaders: Set<String> = [
+        "autocrypt", "autocrypt-gossip", "x-developer-key", "x-developer-signature",
+    ]
 
-    /// Finds every `local@domain` token around each "@" and replaces staff
-    /// addresses by their unified address. Linear in the value's length and
-    /// independent of how many staff there are.
-    func replacingAddressTokens(in text: String) -> String? {
-        let scalars = Array(text.unicodeScalars)
-        var output = String.UnicodeScalarView()
-        var copied = 0
+    /// The scanner that finds staff addresses in any shape: encoded, quoted,
+    /// folded, with an extension, glued to a prefix ("%", "=", "+", …), in a
+    /// list's bounce address.
+    private static let scanner = AddressScanner(extensionDelimiters: "+")
+
+    /// Replaces each staff address in a raw header value with that staff's
+    /// public form: the whole mailbox becomes `"Name" <unified>` in address
+    /// lists; anywhere else (and in what is left of a list: names, comments)
+    /// the unified address takes the address's place. Bytes that carried no
+    /// staff address are kept as they came, 8-bit text included. nil when the
+    /// value carries no staff address.
+    func hidingStaffAddresses(in raw: [UInt8], structured: Bool, smtpUTF8: Bool) -> [UInt8]? {
+        // Fast path, most headers: nothing that can hold an address.
+        guard AddressScanner.mayHoldAddress(raw) else { return nil }
+        var bytes = raw
         var changed = false
-        var index = 0
-        while index < scalars.count {
-            guard scalars[index] == "@" else { index += 1; continue }
-            var start = index
-            while start > 0, PolicyEngine.isLocalPartScalar(scalars[start - 1]) { start -= 1 }
-            var end = index + 1
-            while end < scalars.count, PolicyEngine.isDomainScalar(scalars[end]) { end += 1 }
-            while end > index + 1, scalars[end - 1] == "." || scalars[end - 1] == "-" { end -= 1 }
-            while start < index, scalars[start] == "." { start += 1 }
-            if start >= copied, start < index, end > index + 1 {
-                var token = String.UnicodeScalarView()
-                token.append(contentsOf: scalars[start..<end])
-                if let address = EmailAddress(String(token)), let reference = directory.staff(address: address) {
-                    output.append(contentsOf: scalars[copied..<start])
-                    output.append(contentsOf: directory.mailbox(reference).address.value.unicodeScalars)
-                    copied = end
-                    changed = true
-                }
+        if structured {
+            // Spell each staff address plainly first (no fold, quotes,
+            // extension or subdomain), so the parser sees the mailbox whole.
+            let plain = PolicyEngine.scanner.rewriting(raw) { address in
+                staffReference(matching: address).map { directory.staff($0).address.value }
+            } ?? raw
+            if let rewritten = decoder.rewritingMailboxes(inRaw: plain, { mailbox in
+                guard let address = PolicyEngine.scanner.normalize(mailbox.address),
+                      let reference = staffReference(matching: address) else { return nil }
+                return HeaderEncoder.mailbox(displayName: directory.staff(reference).name,
+                                             address: directory.mailbox(reference).address.value, smtpUTF8: smtpUTF8)
+            }) {
+                bytes = rewritten
+                changed = true
             }
-            index = max(end, index + 1)
         }
-        guard changed else { return nil }
-        output.append(contentsOf: scalars[copied...])
-        return String(output)
+        if let rewritten = PolicyEngine.scanner.rewriting(bytes, { address in
+            staffReference(matching: address).map { directory.mailbox($0).address.value }
+        }) {
+            bytes = rewritten
+            changed = true
+        }
+        return changed ? bytes : nil
     }
 
-    private static func isLocalPartScalar(_ s: Unicode.Scalar) -> Bool {
-        if s.properties.isAlphabetic || s.properties.numericType != nil { return true }
-        return "!#$%&'*+-/=?^_`{|}~.".unicodeScalars.contains(s)
-    }
-
-    private static func isDomainScalar(_ s: Unicode.Scalar) -> Bool {
-        s.properties.isAlphabetic || s.properties.numericType != nil || s == "-" || s == "."
+    /// The staff a normalised address (as the scanner hands it) stands for:
+    /// a staff address; or, in a configured domain or a subdomain of one
+    /// (`zhangsan@mx.example.com`), a local part that is the local part of a
+    /// staff address in that domain, a staff's login, or the local part of a
+    /// staff address in another configured domain. Dictionary lookups only,
+    /// one per configured domain at most: cost does not grow with the number
+    /// of staff.
+    private func staffReference(matching normalized: String) -> StaffReference? {
+        guard let address = EmailAddress(normalized) else { return nil }
+        if let reference = directory.staff(address: address) { return reference }
+        var home: Substring?
+        var suffix = address.domain
+        while home == nil {
+            if directory.localDomains.contains(suffix) { home = suffix; break }
+            guard let dot = suffix.firstIndex(of: ".") else { break }
+            suffix = suffix[suffix.index(after: dot)...]
+        }
+        guard let home else { return nil }
+        let part = address.localPart
+        func staff(in domain: Substring) -> StaffReference? {
+            EmailAddress("\(part)@\(domain)").flatMap(directory.staff(address:))
+        }
+        if let reference = staff(in: home) { return reference }
+        if let reference = directory.staff(login: String(part)) { return reference }
+        // Sorted, so that the same mail is always rewritten the same way.
+        return directory.localDomains.filter { $0 != home }.sorted().lazy.compactMap(staff(in:)).first
     }
 
     private func refusedToSend(_ staff: Staff, _ reference: StaffReference) -> SMTPReply {

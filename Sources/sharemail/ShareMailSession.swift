@@ -226,7 +226,12 @@ final class ShareMailSession: MilterSession {
             var changes: [Modification] = decision.headerChanges.map { change in
                 switch change.operation {
                 case .add: .addHeader(name: change.name, value: change.value ?? "")
-                case .change: .changeHeader(name: change.name, occurrence: change.occurrence, value: change.value)
+                case .change:
+                    if let raw = change.raw {
+                        .changeHeaderBytes(name: change.name, occurrence: change.occurrence, value: raw)
+                    } else {
+                        .changeHeader(name: change.name, occurrence: change.occurrence, value: change.value)
+                    }
                 case .delete: .changeHeader(name: change.name, occurrence: change.occurrence, value: nil)
                 }
             }
