@@ -19,10 +19,18 @@ import MailHeaders
 public struct PolicyEngine: Sendable {
     public let directory: Directory
     let decoder: HeaderDecoder
+    /// Finds staff addresses in any shape: encoded, quoted, folded, with an
+    /// extension, glued to a prefix ("%", "=", "+", …), in a list's bounce
+    /// address. It folds Postfix's recipient_delimiter, and "+" whatever
+    /// Postfix does: `zhangsan+x@` names Zhangsan to any reader.
+    let scanner: AddressScanner
 
     public init(configuration: Configuration) {
         directory = Directory(configuration)
         decoder = HeaderDecoder(fallbackCharset: configuration.headerFallbackCharset)
+        let delimiters = configuration.recipientDelimiter.contains("+")
+            ? configuration.recipientDelimiter : configuration.recipientDelimiter + "+"
+        scanner = AddressScanner(extensionDelimiters: delimiters)
     }
 
     public var configuration: Configuration { directory.configuration }
@@ -478,11 +486,6 @@ public struct PolicyEngine: Sendable {
         "autocrypt", "autocrypt-gossip", "x-developer-key", "x-developer-signature",
     ]
 
-    /// The scanner that finds staff addresses in any shape: encoded, quoted,
-    /// folded, with an extension, glued to a prefix ("%", "=", "+", …), in a
-    /// list's bounce address.
-    private static let scanner = AddressScanner(extensionDelimiters: "+")
-
     /// Replaces each staff address in a raw header value with that staff's
     /// public form: the whole mailbox becomes `"Name" <unified>` in address
     /// lists; anywhere else (and in what is left of a list: names, comments)
@@ -497,11 +500,11 @@ public struct PolicyEngine: Sendable {
         if structured {
             // Spell each staff address plainly first (no fold, quotes,
             // extension or subdomain), so the parser sees the mailbox whole.
-            let plain = PolicyEngine.scanner.rewriting(raw) { address in
+            let plain = scanner.rewriting(raw) { address in
                 staffReference(matching: address).map { directory.staff($0).address.value }
             } ?? raw
             if let rewritten = decoder.rewritingMailboxes(inRaw: plain, { mailbox in
-                guard let address = PolicyEngine.scanner.normalize(mailbox.address),
+                guard let address = scanner.normalize(mailbox.address),
                       let reference = staffReference(matching: address) else { return nil }
                 return HeaderEncoder.mailbox(displayName: directory.staff(reference).name,
                                              address: directory.mailbox(reference).address.value, smtpUTF8: smtpUTF8)
@@ -510,7 +513,7 @@ public struct PolicyEngine: Sendable {
                 changed = true
             }
         }
-        if let rewritten = PolicyEngine.scanner.rewriting(bytes, { address in
+        if let rewritten = scanner.rewriting(bytes, { address in
             staffReference(matching: address).map { directory.mailbox($0).address.value }
         }) {
             bytes = rewritten
@@ -599,31 +602,15 @@ public struct PolicyEngine: Sendable {
                          text: "the ENVID parameter names a staff address and would reach the Internet; send without it")
     }
 
-    /// A staff named in free text (a DSN parameter): by an address, with any
-    /// extension or quotes, or by a login standing alone as a word.
+    /// A staff named in free text (a DSN parameter): by an address in any
+    /// shape the header scanner knows, or by a login standing alone as a word.
     func staffMentioned(in text: String) -> StaffReference? {
-        let scalars = Array(text.unicodeScalars)
-        var index = 0
-        while index < scalars.count {
-            guard scalars[index] == "@" else { index += 1; continue }
-            var start = index
-            while start > 0, PolicyEngine.isLocalPartScalar(scalars[start - 1]) || scalars[start - 1] == "\"" { start -= 1 }
-            var end = index + 1
-            while end < scalars.count, PolicyEngine.isDomainScalar(scalars[end]) { end += 1 }
-            // The staff address may sit at the tail of a longer local part
-            // (`abcd%zhangsan@`, `x=zhangsan@`): try every such tail.
-            var tail = start
-            while tail < index {
-                var token = String.UnicodeScalarView()
-                token.append(contentsOf: scalars[tail..<end])
-                if let address = directory.canonical(String(token)), let reference = directory.staff(address: address) {
-                    return reference
-                }
-                tail += 1
-                while tail < index, !"%=+!".unicodeScalars.contains(scalars[tail - 1]) { tail += 1 }
-            }
-            index = end
+        var found: StaffReference?
+        _ = scanner.holdsAddress(Array(text.utf8)) { address in
+            found = found ?? staffReference(matching: address)
+            return found != nil
         }
+        if let found { return found }
         // A login may itself hold dots or dashes (zhang.san): try every run
         // of a word's parts, so `abc.zhangsan` and `zhang.san-1` both count.
         for word in text.split(whereSeparator: { !($0.isLetter || $0.isNumber || "._-".contains($0)) }) {
