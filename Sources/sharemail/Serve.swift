@@ -139,10 +139,13 @@ struct Serve: ParsableCommand {
         logger.info("stopped")
     }
 
-    /// Opens the conversation memory when `state` is set; nil otherwise. A
+    /// Opens the conversation memory unless `state = "off"`; nil then. A
     /// store that cannot be opened now is retried while mail flows.
     static func startMemory(_ configuration: Configuration, logger: Logger) -> Memory? {
-        guard let state = configuration.state, let location = StoreLocation(state) else { return nil }
+        guard let state = configuration.state, let location = StoreLocation(state) else {
+            logger.info("conversation memory is off (state = \"off\"): routing by names only")
+            return nil
+        }
         let memory = Memory(location: location, timeout: .milliseconds(configuration.stateTimeoutMilliseconds), logger: logger)
         memory.openNow()
         memory.startPruning(retentionDays: configuration.retentionDays)

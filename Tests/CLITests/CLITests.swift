@@ -156,6 +156,26 @@ struct LintTests {
         #expect(result.output.contains("OK: 1 mailbox(es), 2 staff"))
     }
 
+    @Test("the memory: on by default in /var/lib/sharemail, \"off\" accepted, a relative path refused")
+    func state() throws {
+        let example = try String(contentsOfFile: CLI.exampleConfig, encoding: .utf8)
+        #expect(!example.split(separator: "\n").contains { $0.hasPrefix("state") }, "the example leaves state at its default")
+        let byDefault = try CLI.run(["lint", "--config", CLI.exampleConfig])
+        #expect(byDefault.status == 0)
+        #expect(byDefault.output.contains("conversation memory: /var/lib/sharemail/state.sqlite (the default"), "\(byDefault.output)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sharemail-lint-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for (line, status, said) in [("state = \"off\"", Int32(0), "conversation memory: off"),
+                                     ("state = \"state.sqlite\"", Int32(78), ":1: state: \"state.sqlite\" is neither")] {
+            let file = directory.appendingPathComponent("f.toml").path
+            try (line + "\n" + example).write(toFile: file, atomically: true, encoding: .utf8)
+            let result = try CLI.run(["lint", "--config", file])
+            #expect(result.status == status, "\(line): \(result.output)")
+            #expect(result.output.contains(said), "\(line): \(result.output)")
+        }
+    }
+
     @Test("every problem in one run, with file, line and key; exit 78")
     func problems() throws {
         let result = try CLI.run(["lint", "--config", "bad.toml"])

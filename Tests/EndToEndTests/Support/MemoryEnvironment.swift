@@ -36,10 +36,9 @@ final class MemoryEnvironment: Sendable {
 
     /// The E2E suites' standard configuration plus `state`.
     static func configuration(state: String) -> String {
-        // Top-level keys must precede the [[mailbox]] tables: prepend.
         // sticky_customers: a customer's new unnamed mail goes to whoever wrote to them last.
         // Tests that do not write to their customer first are not affected.
-        "state = \"\(state)\"\n" + SharemailConfig.standard()
+        SharemailConfig.standard(state: state)
             .replacingOccurrences(of: "forward_unnamed = true", with: "forward_unnamed = true\nsticky_customers = true")
     }
 
