@@ -194,3 +194,69 @@ struct ServeTests {
         #expect(result.error.contains("bad.toml:4: mailbox[0].address"))
     }
 }
+
+/// `log` and `assign` on a SQLite memory nobody has started yet (issue 11).
+@Suite("sharemail log and assign: the state file")
+struct StateFileTests {
+    /// A fresh directory with a configuration whose `state` is `directory/state.sqlite`.
+    struct Scratch {
+        let directory: String
+        let config: String
+        var state: String { directory + "/state.sqlite" }
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("sharemail-state-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            config = directory + "/sharemail.toml"
+            let example = try String(contentsOfFile: CLI.exampleConfig, encoding: .utf8)
+            try ("state = \"\(directory)/state.sqlite\"\n" + example).write(toFile: config, atomically: true, encoding: .utf8)
+        }
+
+        func remove() { try? FileManager.default.removeItem(atPath: directory) }
+
+        func files() throws -> Set<String> { Set(try FileManager.default.contentsOfDirectory(atPath: directory)) }
+    }
+
+    @Test("log where no database is: exit 66, says so, creates nothing")
+    func logCreatesNothing() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let result = try CLI.run(["log", "--config", scratch.config])
+        #expect(result.status == 66, "\(result.output)\(result.error)")
+        #expect(result.error.contains("no conversation memory at \(scratch.state) yet"), "\(result.error)")
+        #expect(try scratch.files() == ["sharemail.toml"])
+        // Also with the directory missing: not created either.
+        let deeper = scratch.directory + "/not-yet/state.sqlite"
+        try ("state = \"\(deeper)\"\n" + String(contentsOfFile: CLI.exampleConfig, encoding: .utf8))
+            .write(toFile: scratch.config, atomically: true, encoding: .utf8)
+        #expect(try CLI.run(["log", "--config", scratch.config]).status == 66)
+        #expect(try scratch.files() == ["sharemail.toml"])
+    }
+
+    @Test("assign as root creates the database 0640 for the owner of its directory, and keeps an existing one's owner",
+          .enabled(if: getuid() == 0, "needs root, as an admin runs it"))
+    func assignAsRootKeepsOwner() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let nobody = try #require(getpwnam("nobody"))
+        let (uid, gid) = (nobody.pointee.pw_uid, nobody.pointee.pw_gid)
+        #expect(chown(scratch.directory, uid, gid) == 0)
+        let assign = ["assign", "--config", scratch.config, "--customer", "buyer@customer.test", "--to", "lisi"]
+        let first = try CLI.run(assign)
+        #expect(first.status == 0, "\(first.error)")
+        func expectOwned(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            var info = stat()
+            #expect(stat(path, &info) == 0, "\(path) missing", sourceLocation: sourceLocation)
+            #expect(info.st_mode & 0o777 == 0o640, "\(path): mode \(String(info.st_mode & 0o777, radix: 8))", sourceLocation: sourceLocation)
+            #expect(info.st_uid == uid && info.st_gid == gid, "\(path): owner \(info.st_uid):\(info.st_gid)", sourceLocation: sourceLocation)
+        }
+        expectOwned(scratch.state)
+        // A second run finds it and changes neither owner nor mode; log reads what it wrote.
+        let second = try CLI.run(assign)
+        #expect(second.status == 0, "\(second.error)")
+        expectOwned(scratch.state)
+        let log = try CLI.run(["log", "--config", scratch.config])
+        #expect(log.status == 0 && log.output.contains("(no entries)"), "\(log.output)\(log.error)")
+        expectOwned(scratch.state)
+    }
+}
