@@ -189,7 +189,7 @@ public enum Stores {
     /// Opens the store and runs its migrations. Each later call is bounded by `timeout`; opening
     /// itself (connect, advisory lock, migrations) may take up to `max(timeout, 5 s)`.
     /// `readOnly` (for commands that only read): SQLite opens an existing file read-only and
-    /// throws `StoreError.notFound` rather than create one; it runs no migration.
+    /// throws `StoreError.notFound` rather than create one; neither backend runs a migration.
     public static func open(
         _ location: StoreLocation, logger: Logger, timeout: Duration = .milliseconds(200), readOnly: Bool = false
     ) throws -> any ConversationStore {
@@ -197,7 +197,7 @@ public enum Stores {
         case .sqlite(let path):
             return try SQLiteStore(path: path, logger: logger, timeout: timeout, readOnly: readOnly)
         case .postgres(let url):
-            return try PostgresStore(url: url, logger: logger, timeout: timeout)
+            return try PostgresStore(url: url, logger: logger, timeout: timeout, readOnly: readOnly)
         }
     }
 }

@@ -134,6 +134,26 @@ struct OutOfTheBoxTests {
         #expect(log.contains("connections are open, the most allowed"), "the full endpoint should say so in the log\n\(env.diagnostics)")
     }
 
+    @Test("doctor: the state is writable by the daemon's user (OK); for another user, one FAIL with its fix")
+    func doctorChecksTheStateUser() throws {
+        let talk = Conversation(env)
+        _ = try talk.staffWrites(as: "zhangsan")  // the database exists
+        let daemon = try #require(env.lab.sharemail)
+        func doctor(user: String) throws -> Command.Result {
+            try Command.run([daemon.binary, "doctor", "--config", daemon.configPath, "-c", env.lab.postfix.configDirectory,
+                             "--socket", "unix:" + daemon.socketPath, "--user", user], timeout: .seconds(60))
+        }
+        let healthy = try doctor(user: MemoryEnvironment.daemonUser)
+        #expect(healthy.status == 0, "\(healthy)")
+        #expect(healthy.output.contains("OK   conversation memory \(state) is writable by postfix, the user sharemail runs as"), "\(healthy)")
+        let wrong = try doctor(user: "nobody")
+        #expect(wrong.status == 1, "\(wrong)")
+        let failures = wrong.output.split(separator: "\n").filter { $0.hasPrefix("FAIL") }
+        #expect(failures.count == 1, "\(wrong)")
+        #expect(failures.first?.contains("\(state) is not writable by nobody") == true, "\(wrong)")
+        #expect(wrong.output.contains("fix: chown nobody \(state)"), "\(wrong)")
+    }
+
     /// state.sqlite, -wal and -shm: mode 0640, owner the daemon's user (postfix here).
     private func expectOwnedByDaemon(sourceLocation: SourceLocation = #_sourceLocation) throws {
         let user = try #require(getpwnam(MemoryEnvironment.daemonUser))
