@@ -260,3 +260,42 @@ struct StateFileTests {
         expectOwned(scratch.state)
     }
 }
+
+/// postfix-conf/sharemail.service, as systemd reads it.
+@Suite("the shipped systemd unit")
+struct UnitTests {
+    static let unit = CLI.packageRoot.appendingPathComponent("postfix-conf/sharemail.service").path
+    static let analyze = "/usr/bin/systemd-analyze"
+
+    @Test("the default memory's directory is the unit's StateDirectory, and descriptors are plenty")
+    func stateDirectoryAndLimits() throws {
+        let lines = try String(contentsOfFile: Self.unit, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.contains("ProtectSystem=strict"))
+        #expect(lines.contains("StateDirectory=sharemail"), "the default state /var/lib/sharemail/state.sqlite needs it")
+        #expect(lines.contains("StateDirectoryMode=0750"))
+        let limit = lines.first { $0.hasPrefix("LimitNOFILE=") }.flatMap { Int($0.dropFirst("LimitNOFILE=".count)) }
+        #expect((limit ?? 0) >= 65_536, "LimitNOFILE: \(String(describing: limit))")
+    }
+
+    @Test("systemd-analyze verify finds nothing to say", .enabled(if: FileManager.default.isExecutableFile(atPath: analyze)))
+    func verifies() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sharemail-unit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // The binary as installed would be /usr/local/bin/sharemail: the one just built stands in.
+        let text = try String(contentsOfFile: Self.unit, encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/bin/sharemail", with: CLI.binary)
+        let copy = directory.appendingPathComponent("sharemail.service").path
+        try text.write(toFile: copy, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.analyze)
+        process.arguments = ["verify", "--man=no", copy]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0 && said.isEmpty, "\(said)")
+    }
+}
