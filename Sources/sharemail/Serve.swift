@@ -121,6 +121,7 @@ struct Serve: ParsableCommand {
         logger.info("starting", metadata: [
             "config": "\(config)", "mailboxes": "\(configuration.mailboxes.count)",
             "staff": "\(configuration.mailboxes.reduce(0) { $0 + $1.staff.count })",
+            "open_files": "\(Self.raiseOpenFilesLimit())",
         ])
         do {
             try Milter.run(options, logger: logger) {
@@ -172,6 +173,20 @@ struct Serve: ParsableCommand {
         }
         logger.info("metrics on http://\(address)/metrics")
         return ShareMailMetrics()
+    }
+
+    /// Raises the soft limit on descriptors to the hard one and returns it: every milter
+    /// connection, SQLite file and metrics client takes one, and running out means 451s.
+    /// (The shipped unit sets both to 65536; a shell's soft limit is often 1024.)
+    static func raiseOpenFilesLimit() -> rlim_t {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return raised.rlim_cur }
+        }
+        return limit.rlim_cur
     }
 
     static func userID(_ name: String) throws -> uid_t {

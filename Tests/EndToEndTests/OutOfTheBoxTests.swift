@@ -87,6 +87,8 @@ struct OutOfTheBoxTests {
 
     @Test("Hundreds of stalled metrics connections, more than the daemon has descriptors: mail is delivered, the stalls are cut off")
     func stalledMetricsDoNotStarveTheMilter() throws {
+        let started = env.lab.sharemail?.log(since: 0) ?? ""
+        #expect(started.contains("open_files=\(OutOfTheBox.openFiles)"), "the start line should say how many descriptors:\n\(started)")
         let stalls = OutOfTheBox.openFiles + 100  // enough to take every descriptor the daemon has
         var held: [Int32] = []
         defer { for fd in held { close(fd) } }
