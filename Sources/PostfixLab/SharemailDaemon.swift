@@ -15,8 +15,11 @@ package final class SharemailDaemon: Sendable {
     /// The user the daemon runs as (nil: the harness's own, root), as the unit's `User=`.
     package let user: String?
     private let openFiles: Int?  // RLIMIT_NOFILE of the daemon; nil: inherited
-    /// What the daemon sees as /var/lib/sharemail (its default state directory); nil: the host's.
+    /// Where the daemon's memory is when `privateState` was asked for; nil otherwise.
     package let stateDirectory: String?
+    /// True when the daemon sees `stateDirectory` as /var/lib/sharemail (a mount namespace);
+    /// false when this machine allows none and the configuration names the directory instead.
+    package let statePrivatelyMounted: Bool
     private let directory: String
     private let pid = Mutex<pid_t?>(nil)  // nil while stopped
 
@@ -26,7 +29,8 @@ package final class SharemailDaemon: Sendable {
     /// the daemon runs in a mount namespace of its own where /var/lib is an empty tmpfs and
     /// /var/lib/sharemail is DIR/var-lib-sharemail, so its default memory is used without
     /// the host's /var/lib ever being read or written (systemd's TemporaryFileSystem= and
-    /// BindPaths= do the same).
+    /// BindPaths= do the same). Where no mount namespace may be made (an unprivileged
+    /// container), a `state` line naming DIR/var-lib-sharemail/state.sqlite is put in front.
     package init(directory: String, config: String, binary: String = LabPaths.sharemailBinary,
                  user: String? = nil, openFiles: Int? = nil, privateState: Bool = false) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
@@ -36,13 +40,20 @@ package final class SharemailDaemon: Sendable {
         self.directory = directory
         self.user = user
         self.openFiles = openFiles
+        var config = config
         if privateState {
             let state = directory + "/var-lib-sharemail"
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false)
             chmod(state, 0o750)
             stateDirectory = state
+            statePrivatelyMounted = (try? Command.run(["unshare", "--mount", "--propagation", "private", "--", "true"],
+                                                     timeout: .seconds(10)))?.succeeded ?? false
+            if !statePrivatelyMounted {
+                config = "state = \"\(state)/state.sqlite\"   # no mount namespace here for the default path\n" + config
+            }
         } else {
             stateDirectory = nil
+            statePrivatelyMounted = false
         }
         configPath = directory + "/sharemail.toml"
         logPath = directory + "/sharemail.log"
@@ -65,7 +76,7 @@ package final class SharemailDaemon: Sendable {
         unlink(socketPath)  // a stale socket from a killed daemon would look "ready"
         var wrappers: [String] = []
         if let openFiles { wrappers += ["prlimit", "--nofile=\(openFiles):\(openFiles)", "--"] }
-        if let stateDirectory {
+        if let stateDirectory, statePrivatelyMounted {
             wrappers += ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
                          #"mount -t tmpfs -o mode=0755 sharemail-lab /var/lib && mkdir /var/lib/sharemail && mount --bind "$0" /var/lib/sharemail && exec "$@""#,
                          stateDirectory]

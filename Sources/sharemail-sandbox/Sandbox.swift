@@ -150,8 +150,11 @@ struct Sandbox {
               \(pad("Postfix " + version, 17))private instance on 127.0.0.1:\(lab.postfix.smtpPort) (postfix -c \(lab.postfix.configDirectory))
               sharemail        \(sharemail.binary), socket \(sharemail.socketPath)
               configuration    \(Self.exampleConfig), as it is but for the socket
-              memory           the default /var/lib/sharemail/state.sqlite: in sharemail's own mount
-                               namespace that is \(sharemail.stateDirectory ?? "?")/
+              memory           \(sharemail.statePrivatelyMounted
+                                   ? "the default /var/lib/sharemail/state.sqlite: in sharemail's own mount\n"
+                                     + "                   namespace that is \(sharemail.stateDirectory ?? "?")/"
+                                   : "\(sharemail.stateDirectory ?? "?")/state.sqlite (this machine allows no mount\n"
+                                     + "                   namespace in which to show it the default /var/lib/sharemail)")
               example.com      delivered by Postfix's virtual agent to Maildirs in \(lab.postfix.mailBase)/example.com/
               the Internet     everything else: relayed to smtp-sink on 127.0.0.1:\(lab.sink.port)
 
