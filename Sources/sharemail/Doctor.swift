@@ -22,8 +22,9 @@ struct Doctor: ParsableCommand {
               - that the user sharemail runs as can write its state (the conversation
                 memory's SQLite file, or the directory it will be created in).
 
-            The daemon's user is --user; by default the User= of
-            /etc/systemd/system/sharemail.service (the shipped unit), else "sharemail".
+            The daemon's user is --user; by default the User= of the unit (--unit,
+            /etc/systemd/system/sharemail.service, where the README installs it, and its
+            drop-ins in sharemail.service.d/), else "sharemail".
 
             EXIT STATUS
               0 no problem found, 1 problems found, 78 bad sharemail configuration.
@@ -46,16 +47,25 @@ struct Doctor: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The user sharemail serve runs as (default: the unit's User=, else sharemail).", valueName: "name"))
     var user: String?
 
+    @Option(name: .long, help: ArgumentHelp("The systemd unit that runs sharemail, for its User= (and drop-ins).", valueName: "file"))
+    var unit: String = Doctor.unitFile
+
     static let unitFile = "/etc/systemd/system/sharemail.service"
 
-    /// The `User=` of the installed unit, else the README's `sharemail`.
+    /// The `User=` of the installed unit (its drop-ins in sharemail.service.d/ win, the
+    /// last one read last, as systemd reads them), else the README's `sharemail`.
     static func daemonUser(unit path: String = unitFile) -> String {
-        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        for line in text.split(separator: "\n") where line.hasPrefix("User=") {
-            let name = line.dropFirst("User=".count).trimmingCharacters(in: .whitespaces)
-            if !name.isEmpty { return name }
+        let dropIns = ((try? FileManager.default.contentsOfDirectory(atPath: path + ".d")) ?? [])
+            .filter { $0.hasSuffix(".conf") }.sorted().map { path + ".d/" + $0 }
+        var user = "sharemail"
+        for file in [path] + dropIns {
+            let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n") where line.hasPrefix("User=") {
+                let name = line.dropFirst("User=".count).trimmingCharacters(in: .whitespaces)
+                if !name.isEmpty { user = name }
+            }
         }
-        return "sharemail"
+        return user
     }
 
     func run() throws {
@@ -74,7 +84,7 @@ struct Doctor: ParsableCommand {
             throw ExitCode(1)
         }
         var findings = DoctorChecks(configuration: configuration, socketSpec: socket ?? configuration.socket, postfix: postfix).run()
-        findings.append(StateCheck(state: configuration.state, user: user ?? Self.daemonUser()).run())
+        findings.append(StateCheck(state: configuration.state, user: user ?? Self.daemonUser(unit: unit)).run())
         for finding in findings { print(finding) }
         let failures = findings.filter { $0.level == .fail }.count
         print(failures == 0 ? "no problems found" : "\(failures) problem(s) found")

@@ -154,6 +154,23 @@ struct OutOfTheBoxTests {
         #expect(failures.count == 1, "\(wrong)")
         #expect(failures.first?.contains("\(state) is not writable by nobody") == true, "\(wrong)")
         #expect(wrong.output.contains("fix: chown nobody \(state)"), "\(wrong)")
+
+        // Without --user: the unit's User=, a drop-in's winning, as systemd reads them.
+        let unit = env.lab.directory + "/sharemail-\(uniqueTag()).service"
+        try String(contentsOfFile: LabPaths.packageRoot + "/postfix-conf/sharemail.service", encoding: .utf8)
+            .write(toFile: unit, atomically: true, encoding: .utf8)
+        func doctor(unit: String) throws -> Command.Result {
+            try Command.run([daemon.binary, "doctor", "--config", daemon.configPath, "-c", env.lab.postfix.configDirectory,
+                             "--socket", "unix:" + daemon.socketPath, "--unit", unit], timeout: .seconds(60))
+        }
+        let shipped = try doctor(unit: unit)  // User=sharemail: no such user here, or not postfix's file's owner
+        #expect(shipped.status == 1, "\(shipped)")
+        #expect(shipped.output.contains("FAIL no user sharemail to run sharemail as")
+                    || shipped.output.contains("is not writable by sharemail, the user sharemail runs as"), "\(shipped)")
+        try FileManager.default.createDirectory(atPath: unit + ".d", withIntermediateDirectories: false)
+        try "[Service]\nUser=\(MemoryEnvironment.daemonUser)\n".write(toFile: unit + ".d/user.conf", atomically: true, encoding: .utf8)
+        let overridden = try doctor(unit: unit)
+        #expect(overridden.status == 0 && overridden.output.contains("is writable by postfix, the user sharemail runs as"), "\(overridden)")
     }
 
     /// state.sqlite, -wal and -shm: mode 0640, owner the daemon's user (postfix here).
