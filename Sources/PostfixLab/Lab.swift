@@ -58,7 +58,10 @@ package final class Lab: Sendable {
 
     /// Starts everything in a new directory under `root`; on any failure stops what already
     /// runs and throws.
-    package static func start(sharemailConfig: String?, under root: String) throws -> Lab {
+    /// `sharemailUser`, `sharemailOpenFiles`, `sharemailPrivateState`: see `SharemailDaemon.init`.
+    package static func start(sharemailConfig: String?, under root: String,
+                              sharemailUser: String? = nil, sharemailOpenFiles: Int? = nil,
+                              sharemailPrivateState: Bool = false) throws -> Lab {
         guard getuid() == 0 else {
             throw LabError("must run as root: this starts a private Postfix instance")
         }
@@ -69,7 +72,9 @@ package final class Lab: Sendable {
         do {
             // Before Postfix: a missing binary should fail fast, not after Postfix started.
             if let config = sharemailConfig {
-                sharemail = try SharemailDaemon(directory: directory, config: config)
+                sharemail = try SharemailDaemon(directory: directory, config: config,
+                                                user: sharemailUser, openFiles: sharemailOpenFiles,
+                                                privateState: sharemailPrivateState)
             }
             sink = try Sink(directory: directory, port: try freeLoopbackPort())
             postfix = try PostfixInstance(

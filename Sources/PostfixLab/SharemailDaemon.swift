@@ -12,26 +12,81 @@ package final class SharemailDaemon: Sendable {
     package let configPath: String
     package let socketPath: String
     package let logPath: String
+    /// The user the daemon runs as (nil: the harness's own, root), as the unit's `User=`.
+    package let user: String?
+    private let openFiles: Int?  // RLIMIT_NOFILE of the daemon; nil: inherited
+    /// Where the daemon's memory is when `privateState` was asked for; nil otherwise.
+    package let stateDirectory: String?
+    /// True when the daemon sees `stateDirectory` as /var/lib/sharemail (a mount namespace);
+    /// false when this machine allows none and the configuration names the directory instead.
+    package let statePrivatelyMounted: Bool
     private let directory: String
     private let pid = Mutex<pid_t?>(nil)  // nil while stopped
 
-    package init(directory: String, config: String, binary: String = LabPaths.sharemailBinary) throws {
+    /// `user`: run as this user and its group (setpriv), as systemd's `User=` does; the socket
+    /// then lives in a subdirectory that user owns. `openFiles`: the daemon's descriptor limit
+    /// (prlimit), small to make running out of descriptors quick to provoke. `privateState`:
+    /// the daemon runs in a mount namespace of its own where /var/lib is an empty tmpfs and
+    /// /var/lib/sharemail is DIR/var-lib-sharemail, so its default memory is used without
+    /// the host's /var/lib ever being read or written (systemd's TemporaryFileSystem= and
+    /// BindPaths= do the same). Where no mount namespace may be made (an unprivileged
+    /// container), a `state` line naming DIR/var-lib-sharemail/state.sqlite is put in front.
+    package init(directory: String, config: String, binary: String = LabPaths.sharemailBinary,
+                 user: String? = nil, openFiles: Int? = nil, privateState: Bool = false) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw LabError("sharemail binary not found at \(binary) (build it with `swift build`, or set SHAREMAIL_BIN)")
         }
         self.binary = binary
         self.directory = directory
+        self.user = user
+        self.openFiles = openFiles
+        var config = config
+        if privateState {
+            let state = directory + "/var-lib-sharemail"
+            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false)
+            chmod(state, 0o750)
+            stateDirectory = state
+            statePrivatelyMounted = (try? Command.run(["unshare", "--mount", "--propagation", "private", "--", "true"],
+                                                     timeout: .seconds(10)))?.succeeded ?? false
+            if !statePrivatelyMounted {
+                config = "state = \"\(state)/state.sqlite\"   # no mount namespace here for the default path\n" + config
+            }
+        } else {
+            stateDirectory = nil
+            statePrivatelyMounted = false
+        }
         configPath = directory + "/sharemail.toml"
-        socketPath = directory + "/milter.sock"
         logPath = directory + "/sharemail.log"
+        if let user {
+            guard let entry = getpwnam(user) else { throw LabError("no user \(user) to run sharemail as") }
+            let socketDirectory = directory + "/milter"
+            try FileManager.default.createDirectory(atPath: socketDirectory, withIntermediateDirectories: false)
+            guard chown(socketDirectory, entry.pointee.pw_uid, entry.pointee.pw_gid) == 0 else {
+                throw LabError("cannot give \(socketDirectory) to \(user): \(String(cString: strerror(errno)))")
+            }
+            socketPath = socketDirectory + "/milter.sock"
+        } else {
+            socketPath = directory + "/milter.sock"
+        }
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
     /// Starts the milter and waits until its socket accepts connections.
     package func start() throws {
         unlink(socketPath)  // a stale socket from a killed daemon would look "ready"
+        var wrappers: [String] = []
+        if let openFiles { wrappers += ["prlimit", "--nofile=\(openFiles):\(openFiles)", "--"] }
+        if let stateDirectory, statePrivatelyMounted {
+            wrappers += ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                         #"mount -t tmpfs -o mode=0755 sharemail-lab /var/lib && mkdir /var/lib/sharemail && mount --bind "$0" /var/lib/sharemail && exec "$@""#,
+                         stateDirectory]
+        }
+        if let user, let entry = getpwnam(user) {  // the user's own group, as systemd's User= without Group=
+            wrappers += ["setpriv", "--reuid=\(entry.pointee.pw_uid)", "--regid=\(entry.pointee.pw_gid)", "--init-groups", "--"]
+        }
         let started = try Command.spawn(
-            [binary, "serve", "--config", configPath, "--socket", "unix:" + socketPath, "--log", "stderr"], outputPath: logPath)
+            wrappers + [binary, "serve", "--config", configPath, "--socket", "unix:" + socketPath, "--log", "stderr"],
+            outputPath: logPath)
         RunDirectory.recordChild(started, in: directory)
         pid.withLock { $0 = started }
 

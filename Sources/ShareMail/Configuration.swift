@@ -25,7 +25,8 @@ public struct Configuration: Sendable {
     /// Prometheus endpoint ("127.0.0.1:9325"); nil: no metrics.
     public var metrics: HostPort?
     /// Conversation memory: a SQLite file path or a postgresql:// URL; nil:
-    /// route by names only.
+    /// route by names only (`state = "off"`). A file without `state` gets
+    /// `defaultState`.
     public var state: String?
     /// How long the memory keeps sent messages and the audit trail.
     public var retentionDays: Int
@@ -64,6 +65,10 @@ public struct Configuration: Sendable {
     }
 
     public static let defaultSocket = "unix:/run/sharemail/milter.sock"
+    /// The memory of a file without `state`: the unit's StateDirectory.
+    public static let defaultState = "/var/lib/sharemail/state.sqlite"
+    /// The `state` value that turns the memory off.
+    public static let stateOff = "off"
     /// Debian's main.cf sets `recipient_delimiter = +`.
     public static let defaultRecipientDelimiter = "+"
 }

@@ -105,9 +105,12 @@ private struct Reader {
         if !Configuration.logLevels.contains(level) {
             problem("log_level", "\"\(level)\" is not a level: use one of \(Configuration.logLevels.joined(separator: ", "))")
         }
-        let state = string(table, "state", path: "")
-        if let state, state.isEmpty || !(state.hasPrefix("/") || state.hasPrefix("postgres://") || state.hasPrefix("postgresql://")) {
-            problem("state", "\"\(state)\" is neither an absolute SQLite file path nor a postgresql:// URL")
+        // No key: the memory lives in the default file; "off" turns it off.
+        var state: String? = string(table, "state", path: "") ?? Configuration.defaultState
+        if state == Configuration.stateOff {
+            state = nil
+        } else if let state, state.isEmpty || !(state.hasPrefix("/") || state.hasPrefix("postgres://") || state.hasPrefix("postgresql://")) {
+            problem("state", "\"\(state)\" is neither an absolute SQLite file path, a postgresql:// URL nor \"off\"")
         }
         let retention = int(table, "retention_days", path: "", range: 1...36_500) ?? 365
         let stateTimeout = int(table, "state_timeout_ms", path: "", range: 1...10_000) ?? 200

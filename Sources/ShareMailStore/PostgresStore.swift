@@ -17,7 +17,8 @@ final class PostgresStore: ConversationStore {
     /// `pg_advisory_xact_lock` key held while migrating ("sharemai" in ASCII).
     static let migrationLock: Int64 = 0x7368_6172_656d_6169
 
-    init(url: String, logger: Logger, timeout: Duration) throws {
+    /// `readOnly`: run no migration (a command that only reads changes no schema).
+    init(url: String, logger: Logger, timeout: Duration, readOnly: Bool = false) throws {
         var configuration = try Self.configuration(url: url)
         let milliseconds = Int(timeout.seconds * 1000)
         configuration.options.connectTimeout = .milliseconds(Int64(max(2 * milliseconds, 1000)))
@@ -32,7 +33,7 @@ final class PostgresStore: ConversationStore {
         self.timeout = timeout
         self.logger = logger
         do {
-            try migrate(deadline: Deadline(after: max(timeout, .seconds(5))))
+            if !readOnly { try migrate(deadline: Deadline(after: max(timeout, .seconds(5)))) }
         } catch {
             pool.close()
             throw error

@@ -6,22 +6,40 @@ import Foundation
 import GRDB
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 final class SQLiteStore: ConversationStore {
     private let pool: DatabasePool  // WAL: one writer queue, several readers
+    private let path: String  // the database file
+    private let file: FileIdentity  // the file opened, to notice it deleted or replaced
     private let timeout: Duration  // bound of each call
     private let logger: Logger
     private let inFlight = InFlight(limit: 512)  // queued work, including abandoned calls
     private let isClosed = Atomic<Bool>(false)
 
-    init(path: String, logger: Logger, timeout: Duration) throws {
+    /// The database and its WAL and SHM files: readable by the daemon's
+    /// group, nobody else (the audit trail names customers).
+    static let fileMode: mode_t = 0o640
+
+    /// `readOnly`: open an existing database for reading only; a missing
+    /// file throws `StoreError.notFound` and nothing is created.
+    init(path: String, logger: Logger, timeout: Duration, readOnly: Bool = false) throws {
+        self.path = path
         self.timeout = timeout
         self.logger = logger
         let directory = (path as NSString).deletingLastPathComponent
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            if readOnly {
+                guard FileManager.default.fileExists(atPath: path) else { throw StoreError.notFound(path) }
+            } else {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                try Self.createFile(path, in: directory)
+            }
             var configuration = Configuration()
             configuration.label = "sharemail"
+            configuration.readonly = readOnly
             // Another process (sharemail assign, a second daemon) may hold the write lock for a
             // moment: wait for it in SQLite rather than fail. Callers still give up at `timeout`.
             configuration.busyMode = .timeout(max(timeout.seconds * 5, 1))
@@ -30,16 +48,21 @@ final class SQLiteStore: ConversationStore {
                 // Durable across a crash of sharemail; the last commits may be lost on power loss: fine for routing memory.
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
+            // Taken before SQLite opens it: a file swapped in between is then noticed at once.
+            guard let file = FileIdentity(path: path) else { throw StoreError.notFound(path) }
+            self.file = file
             pool = try DatabasePool(path: path, configuration: configuration)
-            do {
-                try Self.migrator.migrate(pool)
-            } catch {
-                // GRDB reads which migrations are applied before it takes the write lock, so two
-                // openers of an empty file (two daemons, or `sharemail assign` during a start) can
-                // both run v1; the loser's copy fails ("table sent already exists") and rolls back
-                // once the winner has committed. A second pass then finds nothing left to do; a
-                // real failure fails again.
-                try Self.migrator.migrate(pool)
+            if !readOnly {
+                do {
+                    try Self.migrator.migrate(pool)
+                } catch {
+                    // GRDB reads which migrations are applied before it takes the write lock, so two
+                    // openers of an empty file (two daemons, or `sharemail assign` during a start) can
+                    // both run v1; the loser's copy fails ("table sent already exists") and rolls back
+                    // once the winner has committed. A second pass then finds nothing left to do; a
+                    // real failure fails again.
+                    try Self.migrator.migrate(pool)
+                }
             }
         } catch let error as DatabaseError {
             throw StoreError.database("\(path): \(error.message ?? error.description)")
@@ -50,6 +73,31 @@ final class SQLiteStore: ConversationStore {
         }
         logger.debug("conversation store open", metadata: ["path": "\(path)"])
     }
+
+    /// Creates a missing database file with `fileMode` whatever the umask; SQLite then gives
+    /// its WAL and SHM files the same mode and, when it runs as root, the same owner. The
+    /// creator owns the file, except root (an admin's `sharemail assign`): it hands the file
+    /// to the owner of the directory, the daemon's user under the unit's StateDirectory, so
+    /// the daemon can still write it.
+    static func createFile(_ path: String, in directory: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fileMode)
+        if fd < 0 {
+            if errno == EEXIST { return }  // there already, or another opener was first: keep its owner and mode
+            throw StoreError.database("\(path): cannot create: \(String(cString: strerror(errno)))")
+        }
+        defer { Glibc.close(fd) }
+        var failure: String?
+        if fchmod(fd, fileMode) != 0 { failure = "chmod" }
+        var parent = stat()
+        if geteuid() == 0, stat(directory, &parent) == 0, fchown(fd, parent.st_uid, parent.st_gid) != 0 { failure = "chown" }
+        if let failure {
+            let reason = String(cString: strerror(errno))
+            unlink(path)
+            throw StoreError.database("\(path): cannot \(failure) the new database: \(reason)")
+        }
+    }
+
+    var isReplaced: Bool { FileIdentity(path: path) != file }
 
     /// The schema, one migration per version; GRDB records applied ones in `grdb_migrations`.
     static var migrator: DatabaseMigrator {
@@ -328,5 +376,19 @@ extension Assignment {
         case .thread(let messageID): ("thread", messageID)
         case .customer(let address): ("customer", address)
         }
+    }
+}
+
+/// Which file a path named: device and inode. A deleted file has none; a
+/// replaced one (a new file, a restored backup renamed over it) has others.
+struct FileIdentity: Hashable, Sendable {
+    let device: UInt64
+    let inode: UInt64
+
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
     }
 }

@@ -110,6 +110,8 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidLocation(String)
     /// A synchronous call was made from a SwiftNIO event loop thread, where blocking would deadlock.
     case calledOnEventLoop
+    /// A read-only open found no database file at this path (nothing was created).
+    case notFound(String)
 
     public var description: String {
         switch self {
@@ -120,6 +122,7 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case .database(let message): "store error: \(message)"
         case .invalidLocation(let message): "invalid state location: \(message)"
         case .calledOnEventLoop: "store called on an event loop thread"
+        case .notFound(let path): "no conversation memory at \(path)"
         }
     }
 }
@@ -146,6 +149,15 @@ public protocol ConversationStore: Sendable {
     func prune(olderThan date: Date) throws -> Int
     /// Releases connections. Later calls throw `StoreError.closed`.
     func close()
+    /// True once the store's file was deleted or replaced by another since it was opened
+    /// (SQLite: a stat of the path, cheap enough to ask before each use). The open store
+    /// then writes to a file nobody reads: close it and open the path again.
+    var isReplaced: Bool { get }
+}
+
+extension ConversationStore {
+    /// A database server has no file to lose.
+    public var isReplaced: Bool { false }
 }
 
 /// Where the conversation memory lives, from the config's `state` string.
@@ -176,14 +188,16 @@ public enum Stores {
 
     /// Opens the store and runs its migrations. Each later call is bounded by `timeout`; opening
     /// itself (connect, advisory lock, migrations) may take up to `max(timeout, 5 s)`.
+    /// `readOnly` (for commands that only read): SQLite opens an existing file read-only and
+    /// throws `StoreError.notFound` rather than create one; neither backend runs a migration.
     public static func open(
-        _ location: StoreLocation, logger: Logger, timeout: Duration = .milliseconds(200)
+        _ location: StoreLocation, logger: Logger, timeout: Duration = .milliseconds(200), readOnly: Bool = false
     ) throws -> any ConversationStore {
         switch location {
         case .sqlite(let path):
-            return try SQLiteStore(path: path, logger: logger, timeout: timeout)
+            return try SQLiteStore(path: path, logger: logger, timeout: timeout, readOnly: readOnly)
         case .postgres(let url):
-            return try PostgresStore(url: url, logger: logger, timeout: timeout)
+            return try PostgresStore(url: url, logger: logger, timeout: timeout, readOnly: readOnly)
         }
     }
 }

@@ -23,6 +23,7 @@ final class Cases {
             ("Case 1b: a customer writes straight to zhangsan@example.com", customerWritesToStaff),
             ("Case 2: Zhangsan (logged in) replies to the customer", staffReplies),
             ("Case 3: the customer replies to \"Zhangsan\" <sales@example.com>", customerRepliesToName),
+            ("Case 3b: the customer answers the bare sales@example.com from a phone", customerRepliesFromPhone),
         ]
     }
 
@@ -111,6 +112,24 @@ final class Cases {
         return verdict(
             expectAccepted(outcome) + expect(landed, maildirs: ["manager": 1, "zhangsan": 1], internet: 0),
             "the name \"Zhangsan\" routes it to Zhangsan and the manager only, not Lisi")
+    }
+
+    /// No name anywhere, only In-Reply-To: the conversation memory (on by default) knows
+    /// that Zhangsan wrote the message it answers.
+    func customerRepliesFromPhone() throws -> [String] {
+        guard let replyMessageID else { return ["case 2 sent nothing to answer"] }
+        let headers = [
+            "From: <\(Self.customer)>", "To: sales@example.com",
+            "Subject: Re: \(Self.subject)", "Message-ID: <\(tag())@phone.customer.test>",
+            "In-Reply-To: \(replyMessageID)",
+        ]
+        tell("The customer's phone answers Zhangsan's message, naming nobody:", headers)
+        let outcome = try send(as: .internet, from: Self.customer, to: ["sales@example.com"], headers: headers,
+                               body: "OK, I take two.\r\nSent from my phone")
+        let landed = try show()
+        return verdict(
+            expectAccepted(outcome) + expect(landed, maildirs: ["manager": 1, "zhangsan": 1], internet: 0),
+            "the memory (state left at its default) knows Zhangsan wrote the message it answers: Zhangsan and the manager, not Lisi")
     }
 
     // MARK: Sending and looking

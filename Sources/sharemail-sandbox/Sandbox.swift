@@ -23,8 +23,13 @@ struct Sandbox {
         Starts a throwaway Postfix on 127.0.0.1 with sharemail and \(exampleConfig),
         plays the cases of the seed document (a customer writes to sales@, a customer writes
         straight to a staff address, a staff member replies, the customer replies to the
-        staff member's name) and prints where each message landed: which Maildir, or the
-        Internet (an smtp-sink that records what Postfix relays out).
+        staff member's name, the customer answers the bare sales@ from a phone) and prints
+        where each message landed: which Maildir, or the Internet (an smtp-sink that records
+        what Postfix relays out).
+
+        The conversation memory stays at its default, /var/lib/sharemail/state.sqlite, which
+        sharemail sees in a mount namespace of its own as the run directory's
+        var-lib-sharemail/: the host's /var/lib is never touched.
 
         Everything lives in a new directory under \(root)/ and is stopped at the end.
         Must run as root (Postfix). Set SHAREMAIL_BIN to try another sharemail binary.
@@ -52,7 +57,9 @@ struct Sandbox {
         say("Starting a throwaway Postfix, smtp-sink and sharemail under \(Self.root)/ …")
         let lab: Lab
         do {
-            lab = try Lab.start(sharemailConfig: config, under: Self.root)
+            // The example leaves `state` at its default, /var/lib/sharemail/state.sqlite: the
+            // daemon sees the run directory's var-lib-sharemail there, never the host's.
+            lab = try Lab.start(sharemailConfig: config, under: Self.root, sharemailPrivateState: true)
         } catch {
             StopOnSignal.startFailed()
             sayError("sharemail-sandbox: could not start the sandbox: \(error)")
@@ -99,6 +106,7 @@ struct Sandbox {
                   mail/example.com/<mailbox>/new/         the Maildirs
                   sink/                                   what reached the Internet, envelope first
                   conf/, sharemail.toml                   the configuration used
+                  var-lib-sharemail/state.sqlite          the conversation memory
                 The next run removes it.
                 """)
         } else {
@@ -142,6 +150,11 @@ struct Sandbox {
               \(pad("Postfix " + version, 17))private instance on 127.0.0.1:\(lab.postfix.smtpPort) (postfix -c \(lab.postfix.configDirectory))
               sharemail        \(sharemail.binary), socket \(sharemail.socketPath)
               configuration    \(Self.exampleConfig), as it is but for the socket
+              memory           \(sharemail.statePrivatelyMounted
+                                   ? "the default /var/lib/sharemail/state.sqlite: in sharemail's own mount\n"
+                                     + "                   namespace that is \(sharemail.stateDirectory ?? "?")/"
+                                   : "\(sharemail.stateDirectory ?? "?")/state.sqlite (this machine allows no mount\n"
+                                     + "                   namespace in which to show it the default /var/lib/sharemail)")
               example.com      delivered by Postfix's virtual agent to Maildirs in \(lab.postfix.mailBase)/example.com/
               the Internet     everything else: relayed to smtp-sink on 127.0.0.1:\(lab.sink.port)
 

@@ -5,8 +5,9 @@ import MailHeaders
 import ShareMail
 import ShareMailStore
 
-/// Opens the configured conversation memory for a command-line tool.
-private func openStore(config path: String) throws -> (Configuration, any ConversationStore) {
+/// Opens the configured conversation memory for a command-line tool. `readOnly`
+/// (`log`): never creates a database; a missing one exits 66 (EX_NOINPUT).
+private func openStore(config path: String, command: String, readOnly: Bool = false) throws -> (Configuration, any ConversationStore) {
     let configuration: Configuration
     do {
         configuration = try ConfigurationFile.load(path).0
@@ -15,13 +16,19 @@ private func openStore(config path: String) throws -> (Configuration, any Conver
         throw ExitCode(78)
     }
     guard let state = configuration.state, let location = StoreLocation(state) else {
-        FileHandle.standardError.write(Data("\(path): no `state` is configured: sharemail keeps no conversation memory\n".utf8))
+        FileHandle.standardError.write(Data("\(path): state = \"off\": sharemail keeps no conversation memory\n".utf8))
         throw ExitCode(78)
     }
     do {
         // A person waits here, not a mail: give the database time.
-        let store = try Stores.open(location, logger: Logger(label: "sharemail"), timeout: .seconds(5))
+        let store = try Stores.open(location, logger: Logger(label: "sharemail"), timeout: .seconds(5), readOnly: readOnly)
         return (configuration, store)
+    } catch StoreError.notFound(let file) {
+        FileHandle.standardError.write(Data("""
+            sharemail \(command): no conversation memory at \(file) yet (sharemail serve creates it at its first \
+            start; nothing was created)\n
+            """.utf8))
+        throw ExitCode(66)   // EX_NOINPUT
     } catch {
         FileHandle.standardError.write(Data("cannot open the conversation memory \(Memory.redacted(location)): \(error)\n".utf8))
         throw ExitCode(69)   // EX_UNAVAILABLE
@@ -34,11 +41,15 @@ struct Assign: ParsableCommand {
         discussion: """
             Later mail in the thread, or from the customer, goes to that staff (and the \
             manager), whatever name the customer writes to, until assigned again. A \
-            thread assignment wins over a customer assignment.
+            thread assignment wins over a customer assignment. An existing database keeps \
+            its owner and mode; one that assign has to create as root (before the first \
+            start, or after the file was deleted) is given to the owner of its directory, \
+            the daemon's user under the shipped unit. The running daemon notices a new \
+            file at its next message.
 
             EXIT STATUS
               0 assigned, 64 bad usage or unknown staff, 69 the store is unreachable,
-              78 bad configuration or no `state` configured.
+              78 bad configuration or state = "off".
 
             EXAMPLES
               sharemail assign --thread '<CAF1234@mail.customer.test>' --to lisi
@@ -67,7 +78,7 @@ struct Assign: ParsableCommand {
     }
 
     func run() throws {
-        let (configuration, store) = try openStore(config: config)
+        let (configuration, store) = try openStore(config: config, command: "assign")
         defer { store.close() }
         let directory = Directory(configuration)
         guard let reference = directory.staff(loginOrAddress: to) else {
@@ -102,9 +113,14 @@ struct Log: ParsableCommand {
         commandName: "log",
         abstract: "Show who handled which customer: the manager's audit view.",
         discussion: """
-            One line per message sharemail decided on, newest first: time, Postfix \
-            queue id, direction (inbound, staff, internal), sender, recipients, action, \
-            the rule that decided, and the staff concerned.
+            One line per message sharemail decided on, newest first (also with --json): \
+            time, Postfix queue id, direction (inbound, staff, internal), sender, \
+            recipients, action, the rule that decided, and the staff concerned. Only \
+            reads: a missing database is reported, never created.
+
+            EXIT STATUS
+              0 listed, 64 bad usage or unknown staff, 66 no database yet (sharemail serve
+              creates it), 69 the store is unreachable, 78 bad configuration or state = "off".
 
             EXAMPLES
               sharemail log --staff zhangsan --since 2026-11-01
@@ -144,7 +160,7 @@ struct Log: ParsableCommand {
     }
 
     func run() throws {
-        let (configuration, store) = try openStore(config: config)
+        let (configuration, store) = try openStore(config: config, command: "log", readOnly: true)
         defer { store.close() }
         let directory = Directory(configuration)
         var staffAddress: String?
@@ -157,8 +173,9 @@ struct Log: ParsableCommand {
         }
         let entries: [AuditEntry]
         do {
+            // The store gives the newest `limit` entries oldest first; the manager reads the newest first.
             entries = try store.auditLog(LogFilter(staff: staffAddress, customer: customer.flatMap { EmailAddress($0)?.value },
-                                                   since: since.flatMap(Self.parseDate), limit: limit))
+                                                   since: since.flatMap(Self.parseDate), limit: limit)).reversed()
         } catch {
             FileHandle.standardError.write(Data("sharemail log: \(error)\n".utf8))
             throw ExitCode(69)

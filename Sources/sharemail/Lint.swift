@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ShareMail
+import ShareMailStore
 
 struct Lint: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,7 +11,9 @@ struct Lint: ParsableCommand {
             syntax, unknown or missing keys, malformed addresses, duplicate staff \
             addresses or logins, staff names or aliases of one mailbox that match the \
             same way, a staff address that is also a unified or manager address, \
-            addresses in domains that no unified address covers.
+            addresses in domains that no unified address covers. Says where the \
+            conversation memory lives: without `state`, in \(Configuration.defaultState); \
+            state = "off" turns it off.
 
             A staff belongs to exactly one mailbox: their mail leaves as that \
             mailbox's unified address, so listing one address under two mailboxes \
@@ -32,6 +35,7 @@ struct Lint: ParsableCommand {
             let (configuration, warnings) = try ConfigurationFile.load(config)
             for warning in warnings { print(warning) }
             let staff = configuration.mailboxes.reduce(0) { $0 + $1.staff.count }
+            print("\(config): conversation memory: \(Self.memory(configuration.state))")
             print("\(config): OK: \(configuration.mailboxes.count) mailbox(es), \(staff) staff, \(warnings.count) warning(s)")
         } catch let errors as ConfigurationErrors {
             for problem in errors.problems { print(problem) }
@@ -42,5 +46,11 @@ struct Lint: ParsableCommand {
             print("\(error)")
             throw ExitCode(78)
         }
+    }
+
+    static func memory(_ state: String?) -> String {
+        guard let state else { return "off" }
+        if let location = StoreLocation(state), case .postgres = location { return Memory.redacted(location) }
+        return state == Configuration.defaultState ? "\(state) (the default; state = \"off\" turns it off)" : state
     }
 }

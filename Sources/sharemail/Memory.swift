@@ -43,6 +43,21 @@ final class Memory: Sendable {
     /// it is time to try again, a background thread opens it: opening can
     /// take seconds (connect, migrations) and no message waits for that.
     func store() -> (any ConversationStore)? {
+        if let lost = takeReplaced() {
+            // The open store writes to a file that routing and `sharemail assign` no longer
+            // see: open the path again now (a local file, quick), so this message already
+            // reads what is there.
+            errors.increment()
+            logger.error("conversation memory file was deleted or replaced while sharemail ran: opening it again",
+                         metadata: ["state": "\(Self.redacted(location))"])
+            lost.close()
+            let store = open()
+            state.withLockedValue { state in
+                state.opening = false
+                state.store = store
+            }
+            return store
+        }
         let startOpening: Bool = state.withLockedValue { state in
             guard state.store == nil, !state.opening, ContinuousClock.now >= state.retryAfter else { return false }
             state.opening = true
@@ -60,6 +75,17 @@ final class Memory: Sendable {
             thread.start()
         }
         return state.withLockedValue { $0.store }
+    }
+
+    /// The open store if its file is gone or another one (one stat of the path), taken out
+    /// of service so that one caller reopens it while the others route without memory.
+    private func takeReplaced() -> (any ConversationStore)? {
+        state.withLockedValue { state in
+            guard let store = state.store, !state.opening, store.isReplaced else { return nil }
+            state.store = nil
+            state.opening = true
+            return store
+        }
     }
 
     private func open() -> (any ConversationStore)? {
@@ -107,7 +133,7 @@ final class Memory: Sendable {
                 result[query.mailbox] = memory
             }
         } catch {
-            failed("lookup", error)
+            failed("lookup", error, store)
             return nil
         }
         return result
@@ -137,7 +163,7 @@ final class Memory: Sendable {
                 staff: decision.staff.first?.value, mailbox: decision.mailbox?.value,
                 customer: Self.customer(decision, facts: facts)))
         } catch {
-            failed("record", error)
+            failed("record", error, store)
         }
     }
 
@@ -151,7 +177,7 @@ final class Memory: Sendable {
                         let removed = try store.prune(olderThan: cutoff)
                         if removed > 0 { logger.info("pruned \(removed) conversation records older than \(retentionDays) days") }
                     } catch {
-                        failed("prune", error)
+                        failed("prune", error, store)
                     }
                 }
                 Thread.sleep(forTimeInterval: 3_600)
@@ -161,12 +187,15 @@ final class Memory: Sendable {
         thread.start()
     }
 
-    private func failed(_ what: String, _ error: any Error) {
+    private func failed(_ what: String, _ error: any Error, _ store: any ConversationStore) {
         errors.increment()
         logger.warning("conversation memory \(what) failed: routing continues without it", metadata: ["error": "\(error)"])
-        // The store reconnects by itself; only a closed one must be reopened.
+        // The store reconnects by itself; only a closed one must be reopened, and only if it
+        // is still the current one (a replaced file's store is closed after its successor opened).
         if (error as? StoreError) == .closed {
-            state.withLockedValue { $0.store = nil }
+            state.withLockedValue { state in
+                if let current = state.store, current as AnyObject === store as AnyObject { state.store = nil }
+            }
         }
     }
 

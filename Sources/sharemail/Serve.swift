@@ -118,6 +118,7 @@ struct Serve: ParsableCommand {
         logger.info("starting", metadata: [
             "config": "\(config)", "mailboxes": "\(configuration.mailboxes.count)",
             "staff": "\(configuration.mailboxes.reduce(0) { $0 + $1.staff.count })",
+            "open_files": "\(Self.raiseOpenFilesLimit())",
         ])
         do {
             try Milter.run(options, logger: logger) {
@@ -136,10 +137,13 @@ struct Serve: ParsableCommand {
         logger.info("stopped")
     }
 
-    /// Opens the conversation memory when `state` is set; nil otherwise. A
+    /// Opens the conversation memory unless `state = "off"`; nil then. A
     /// store that cannot be opened now is retried while mail flows.
     static func startMemory(_ configuration: Configuration, logger: Logger) -> Memory? {
-        guard let state = configuration.state, let location = StoreLocation(state) else { return nil }
+        guard let state = configuration.state, let location = StoreLocation(state) else {
+            logger.info("conversation memory is off (state = \"off\"): routing by names only")
+            return nil
+        }
         let memory = Memory(location: location, timeout: .milliseconds(configuration.stateTimeoutMilliseconds), logger: logger)
         memory.openNow()
         memory.startPruning(retentionDays: configuration.retentionDays)
@@ -166,6 +170,20 @@ struct Serve: ParsableCommand {
         }
         logger.info("metrics on http://\(address)/metrics")
         return ShareMailMetrics()
+    }
+
+    /// Raises the soft limit on descriptors to the hard one and returns it: every milter
+    /// connection, SQLite file and metrics client takes one, and running out means 451s.
+    /// (The shipped unit sets both to 65536; a shell's soft limit is often 1024.)
+    static func raiseOpenFilesLimit() -> rlim_t {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return raised.rlim_cur }
+        }
+        return limit.rlim_cur
     }
 
     static func userID(_ name: String) throws -> uid_t {

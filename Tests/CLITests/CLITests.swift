@@ -156,6 +156,26 @@ struct LintTests {
         #expect(result.output.contains("OK: 1 mailbox(es), 2 staff"))
     }
 
+    @Test("the memory: on by default in /var/lib/sharemail, \"off\" accepted, a relative path refused")
+    func state() throws {
+        let example = try String(contentsOfFile: CLI.exampleConfig, encoding: .utf8)
+        #expect(!example.split(separator: "\n").contains { $0.hasPrefix("state") }, "the example leaves state at its default")
+        let byDefault = try CLI.run(["lint", "--config", CLI.exampleConfig])
+        #expect(byDefault.status == 0)
+        #expect(byDefault.output.contains("conversation memory: /var/lib/sharemail/state.sqlite (the default"), "\(byDefault.output)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sharemail-lint-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for (line, status, said) in [("state = \"off\"", Int32(0), "conversation memory: off"),
+                                     ("state = \"state.sqlite\"", Int32(78), ":1: state: \"state.sqlite\" is neither")] {
+            let file = directory.appendingPathComponent("f.toml").path
+            try (line + "\n" + example).write(toFile: file, atomically: true, encoding: .utf8)
+            let result = try CLI.run(["lint", "--config", file])
+            #expect(result.status == status, "\(line): \(result.output)")
+            #expect(result.output.contains(said), "\(line): \(result.output)")
+        }
+    }
+
     @Test("every problem in one run, with file, line and key; exit 78")
     func problems() throws {
         let result = try CLI.run(["lint", "--config", "bad.toml"])
@@ -172,5 +192,110 @@ struct ServeTests {
         #expect(result.status == 78)
         #expect(result.error.contains("bad.toml:2: colour: unknown key"))
         #expect(result.error.contains("bad.toml:4: mailbox[0].address"))
+    }
+}
+
+/// `log` and `assign` on a SQLite memory nobody has started yet (issue 11).
+@Suite("sharemail log and assign: the state file")
+struct StateFileTests {
+    /// A fresh directory with a configuration whose `state` is `directory/state.sqlite`.
+    struct Scratch {
+        let directory: String
+        let config: String
+        var state: String { directory + "/state.sqlite" }
+
+        init() throws {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("sharemail-state-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            config = directory + "/sharemail.toml"
+            let example = try String(contentsOfFile: CLI.exampleConfig, encoding: .utf8)
+            try ("state = \"\(directory)/state.sqlite\"\n" + example).write(toFile: config, atomically: true, encoding: .utf8)
+        }
+
+        func remove() { try? FileManager.default.removeItem(atPath: directory) }
+
+        func files() throws -> Set<String> { Set(try FileManager.default.contentsOfDirectory(atPath: directory)) }
+    }
+
+    @Test("log where no database is: exit 66, says so, creates nothing")
+    func logCreatesNothing() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let result = try CLI.run(["log", "--config", scratch.config])
+        #expect(result.status == 66, "\(result.output)\(result.error)")
+        #expect(result.error.contains("no conversation memory at \(scratch.state) yet"), "\(result.error)")
+        #expect(try scratch.files() == ["sharemail.toml"])
+        // Also with the directory missing: not created either.
+        let deeper = scratch.directory + "/not-yet/state.sqlite"
+        try ("state = \"\(deeper)\"\n" + String(contentsOfFile: CLI.exampleConfig, encoding: .utf8))
+            .write(toFile: scratch.config, atomically: true, encoding: .utf8)
+        #expect(try CLI.run(["log", "--config", scratch.config]).status == 66)
+        #expect(try scratch.files() == ["sharemail.toml"])
+    }
+
+    @Test("assign as root creates the database 0640 for the owner of its directory, and keeps an existing one's owner",
+          .enabled(if: getuid() == 0, "needs root, as an admin runs it"))
+    func assignAsRootKeepsOwner() throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let nobody = try #require(getpwnam("nobody"))
+        let (uid, gid) = (nobody.pointee.pw_uid, nobody.pointee.pw_gid)
+        #expect(chown(scratch.directory, uid, gid) == 0)
+        let assign = ["assign", "--config", scratch.config, "--customer", "buyer@customer.test", "--to", "lisi"]
+        let first = try CLI.run(assign)
+        #expect(first.status == 0, "\(first.error)")
+        func expectOwned(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            var info = stat()
+            #expect(stat(path, &info) == 0, "\(path) missing", sourceLocation: sourceLocation)
+            #expect(info.st_mode & 0o777 == 0o640, "\(path): mode \(String(info.st_mode & 0o777, radix: 8))", sourceLocation: sourceLocation)
+            #expect(info.st_uid == uid && info.st_gid == gid, "\(path): owner \(info.st_uid):\(info.st_gid)", sourceLocation: sourceLocation)
+        }
+        expectOwned(scratch.state)
+        // A second run finds it and changes neither owner nor mode; log reads what it wrote.
+        let second = try CLI.run(assign)
+        #expect(second.status == 0, "\(second.error)")
+        expectOwned(scratch.state)
+        let log = try CLI.run(["log", "--config", scratch.config])
+        #expect(log.status == 0 && log.output.contains("(no entries)"), "\(log.output)\(log.error)")
+        expectOwned(scratch.state)
+    }
+}
+
+/// postfix-conf/sharemail.service, as systemd reads it.
+@Suite("the shipped systemd unit")
+struct UnitTests {
+    static let unit = CLI.packageRoot.appendingPathComponent("postfix-conf/sharemail.service").path
+    static let analyze = "/usr/bin/systemd-analyze"
+
+    @Test("the default memory's directory is the unit's StateDirectory, and descriptors are plenty")
+    func stateDirectoryAndLimits() throws {
+        let lines = try String(contentsOfFile: Self.unit, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.contains("ProtectSystem=strict"))
+        #expect(lines.contains("StateDirectory=sharemail"), "the default state /var/lib/sharemail/state.sqlite needs it")
+        #expect(lines.contains("StateDirectoryMode=0750"))
+        let limit = lines.first { $0.hasPrefix("LimitNOFILE=") }.flatMap { Int($0.dropFirst("LimitNOFILE=".count)) }
+        #expect((limit ?? 0) >= 65_536, "LimitNOFILE: \(String(describing: limit))")
+    }
+
+    @Test("systemd-analyze verify finds nothing to say", .enabled(if: FileManager.default.isExecutableFile(atPath: analyze)))
+    func verifies() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sharemail-unit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        // The binary as installed would be /usr/local/bin/sharemail: the one just built stands in.
+        let text = try String(contentsOfFile: Self.unit, encoding: .utf8)
+            .replacingOccurrences(of: "/usr/local/bin/sharemail", with: CLI.binary)
+        let copy = directory.appendingPathComponent("sharemail.service").path
+        try text.write(toFile: copy, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.analyze)
+        process.arguments = ["verify", "--man=no", copy]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let said = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0 && said.isEmpty, "\(said)")
     }
 }

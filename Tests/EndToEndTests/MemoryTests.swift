@@ -304,11 +304,14 @@ struct MemorySQLiteTests {
             #expect(entry["customer"] as? String == talk.customer, "\(entry)")
             #expect(entry["mailbox"] as? String == "sales@example.com", "\(entry)")
         }
+        // Newest first, as the README says: the JSON and the table alike.
+        let newestFirst = [autoQueue, assignedQueue, threadQueue, outQueue]
+        #expect(entries.compactMap { $0["queue_id"] as? String } == newestFirst, "\(output)")
         // The table is the manager's view of the same rows.
         let table = try env.sharemail(["log", "--customer", talk.customer])
-        for queue in [outQueue, threadQueue, assignedQueue, autoQueue] {
-            #expect(table.contains(queue), "\(table)")
-        }
+        let rows = table.split(separator: "\n").dropFirst()  // the header line
+        #expect(rows.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? "" }
+                    == newestFirst, "\(table)")
     }
 }
 

@@ -65,6 +65,64 @@ struct MetricsTests {
         #expect(response.hasPrefix("HTTP/1.1 404"), "\(response)")
     }
 
+    @Test("A connection that sends nothing is closed after the 5 s read timeout")
+    func silentConnectionIsClosed() throws {
+        let fd = try connectLoopback(port: Self.port, timeoutSeconds: 30)
+        defer { close(fd) }
+        let waited = try Self.timeUntilClosed(fd)
+        #expect(waited >= .seconds(4) && waited < .seconds(9), "closed after \(waited)")
+    }
+
+    @Test("A connection that trickles a byte a second is closed after the 10 s idle timeout")
+    func tricklingConnectionIsClosed() throws {
+        let fd = try connectLoopback(port: Self.port, timeoutSeconds: 30)
+        defer { close(fd) }
+        let start = ContinuousClock.now
+        var open = true
+        for byte in Array("GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaa".utf8) where open {
+            open = [byte].withUnsafeBytes { send(fd, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) } == 1 && !Self.isClosed(fd)
+            if open { usleep(1_000_000) }
+            if ContinuousClock.now - start > .seconds(20) { break }
+        }
+        let waited = ContinuousClock.now - start
+        #expect(!open, "still open after \(waited)")
+        #expect(waited >= .seconds(9) && waited < .seconds(14), "closed after \(waited)")
+    }
+
+    @Test("At most 32 connections at once: another is closed at once, and scrapes work again when they go")
+    func connectionLimit() throws {
+        var held: [Int32] = []
+        defer { for fd in held { close(fd) } }
+        for _ in 0..<32 { held.append(try connectLoopback(port: Self.port, timeoutSeconds: 10)) }
+        usleep(200_000)  // all accepted
+        let extra = try connectLoopback(port: Self.port, timeoutSeconds: 10)
+        defer { close(extra) }
+        let waited = try Self.timeUntilClosed(extra)
+        #expect(waited < .seconds(2), "the 33rd connection stayed open \(waited)")
+        for fd in held { close(fd) }
+        held = []
+        #expect(poll(timeout: .seconds(5)) { (try? Self.scrape()) != nil }, "no scrape after the connections closed")
+    }
+
+    /// Blocks until the server closes `fd` (EOF or reset); how long that took.
+    static func timeUntilClosed(_ fd: Int32) throws -> Duration {
+        let start = ContinuousClock.now
+        var byte: UInt8 = 0
+        while ContinuousClock.now - start < .seconds(30) {
+            let count = recv(fd, &byte, 1, 0)
+            if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                return ContinuousClock.now - start
+            }
+        }
+        throw LabError("still open after 30 s")
+    }
+
+    static func isClosed(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        let count = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+        return count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    }
+
     // MARK: A scrape
 
     /// Prometheus text: `name{label="value",…} number` lines.

@@ -48,6 +48,19 @@ struct ConfigurationTests {
                     .contains { $0.hasPrefix("f.toml:3: mailbox[0].manager_login:") })
     }
 
+    @Test("state: memory on by default in /var/lib/sharemail; \"off\" turns it off; a relative path names the key")
+    func state() throws {
+        let mailbox = "\n[[mailbox]]\naddress = \"sales@example.com\"\n"
+        func state(_ line: String) throws -> String? { try ConfigurationLoader.load(text: line + mailbox, file: "f.toml").0.state }
+        #expect(try state("") == "/var/lib/sharemail/state.sqlite")
+        #expect(try state("state = \"off\"") == nil)
+        #expect(try state("state = \"/srv/x.sqlite\"") == "/srv/x.sqlite")
+        #expect(try state("state = \"postgresql://sharemail@db/sharemail\"") == "postgresql://sharemail@db/sharemail")
+        for bad in ["", "state.sqlite", "Off", "no"] {
+            #expect(problems("state = \"\(bad)\"" + mailbox).contains { $0.hasPrefix("f.toml:1: state:") }, "\(bad)")
+        }
+    }
+
     @Test("recipient_delimiter: default +, empty for none, never @ or spaces")
     func recipientDelimiter() throws {
         let mailbox = "\n[[mailbox]]\naddress = \"sales@example.com\"\n"

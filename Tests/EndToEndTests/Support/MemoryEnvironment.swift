@@ -13,12 +13,25 @@ final class MemoryEnvironment: Sendable {
         case sqlite  // one host, state.sqlite in a scratch directory
         case unreachablePostgres  // a postgresql:// URL to a loopback port nobody listens on
         case postgres(hosts: Int)  // a private cluster, one database shared by every host
+        /// No `state` key: sharemail's default /var/lib/sharemail/state.sqlite, made for the
+        /// suite (never one that exists) and removed at stop. The daemon runs as user postfix
+        /// (the unit's User=) with `openFiles` descriptors, and serves metrics on `metricsPort`.
+        case defaultPath(metricsPort: UInt16, openFiles: Int)
     }
 
     let labs: [Lab]
-    let state: String  // the `state` value every lab's configuration carries
-    private let scratch: String?  // holds state.sqlite; removed at stop
+    let state: String  // the `state` value every lab's configuration carries (or defaults to)
+    private let scratch: String?  // holds state.sqlite (or is /var/lib/sharemail); removed at stop
     private let cluster: PostgresCluster?
+
+    /// sharemail's default state directory and file (Configuration.defaultState).
+    static let defaultDirectory = "/var/lib/sharemail"
+    static let defaultState = defaultDirectory + "/state.sqlite"
+    /// The user the default-path suite runs the daemon as.
+    static let daemonUser = "postfix"
+    /// Marks a /var/lib/sharemail that a test run made (with its pid), so a crashed run's is
+    /// removed and a real installation's never touched.
+    private static let marker = ".sharemail-e2e-owner"
 
     /// Where SQLite state files live, apart from /tmp/sharemail-e2e: `RunDirectory` would take
     /// a directory there without owner.pid for a crashed run's and remove it.
@@ -34,12 +47,11 @@ final class MemoryEnvironment: Sendable {
         self.cluster = cluster
     }
 
-    /// The E2E suites' standard configuration plus `state`.
-    static func configuration(state: String) -> String {
-        // Top-level keys must precede the [[mailbox]] tables: prepend.
+    /// The E2E suites' standard configuration plus `state` (nil: no key, the default).
+    static func configuration(state: String?) -> String {
         // sticky_customers: a customer's new unnamed mail goes to whoever wrote to them last.
         // Tests that do not write to their customer first are not affected.
-        "state = \"\(state)\"\n" + SharemailConfig.standard()
+        SharemailConfig.standard(state: state)
             .replacingOccurrences(of: "forward_unnamed = true", with: "forward_unnamed = true\nsticky_customers = true")
     }
 
@@ -62,6 +74,12 @@ final class MemoryEnvironment: Sendable {
                 cluster = try PostgresCluster.start()
                 state = try cluster!.createDatabase()
                 hosts = count
+            case .defaultPath(let port, let openFiles):
+                scratch = try makeDefaultDirectory()
+                state = defaultState
+                labs.append(try Lab.start(sharemailConfig: "metrics = \"127.0.0.1:\(port)\"\n" + configuration(state: nil),
+                                          under: Lab.runsRoot, sharemailUser: daemonUser, sharemailOpenFiles: openFiles))
+                hosts = 0
             }
             for _ in 0..<hosts {
                 labs.append(try Lab.start(sharemailConfig: configuration(state: state), under: Lab.runsRoot))
@@ -113,6 +131,31 @@ final class MemoryEnvironment: Sendable {
     }
 
     // MARK: Scratch directories
+
+    /// /var/lib/sharemail, owned by the daemon's user, mode 0750 (as the unit's
+    /// StateDirectory makes it). One that a live test run made, or a real installation's, is
+    /// never touched: the suite fails instead.
+    private static func makeDefaultDirectory() throws -> String {
+        let directory = defaultDirectory
+        if FileManager.default.fileExists(atPath: directory) {
+            let owner = (try? String(contentsOfFile: directory + "/" + marker, encoding: .utf8))
+                .flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            guard let owner, kill(owner, 0) != 0, errno == ESRCH else {
+                throw LabError("""
+                    \(directory) exists and is not a dead test run's: it may be a real installation's memory, \
+                    which this suite never touches (remove it by hand on a test machine)
+                    """)
+            }
+            try FileManager.default.removeItem(atPath: directory)
+        }
+        guard let user = getpwnam(daemonUser) else { throw LabError("no user \(daemonUser)") }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "\(getpid())\n".write(toFile: directory + "/" + marker, atomically: false, encoding: .utf8)
+        guard chown(directory, user.pointee.pw_uid, user.pointee.pw_gid) == 0, chmod(directory, 0o750) == 0 else {
+            throw LabError("cannot prepare \(directory): \(String(cString: strerror(errno)))")
+        }
+        return directory
+    }
 
     /// /tmp/sharemail-memory/run-<pid>-<random>; directories of dead test processes are removed.
     private static func makeScratch() throws -> String {
