@@ -126,7 +126,7 @@ let package = Package(
             name: "EndToEndTests",
             // Depending on the executable makes `swift test` build the very
             // daemon the tests start, never a stale one.
-            dependencies: ["sharemail", "PostfixLab", "MailHeaders"],
+            dependencies: ["sharemail", "PostfixLab"],
             // miltertest/: Lua scripts that MilterClientTests hands to miltertest.
             exclude: ["README.md", "miltertest"]
         ),

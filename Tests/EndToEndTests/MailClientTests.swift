@@ -1,5 +1,4 @@
 import Foundation
-import MailHeaders
 import PostfixLab
 import Testing
 
@@ -24,7 +23,7 @@ struct MailClientTests {
         try env.waitForDelivery()
         try env.expectSinkCount(1)
         let sent = try #require(try env.sink.messages().first)
-        let decoded = Self.decodedHeaders(sent.file).lowercased()
+        let decoded = HeaderReading.decodedHeaders(sent.file).lowercased()
         #expect(!decoded.contains("zhangsan@") && !decoded.contains("%zhangsan"),
                 "s-nail's message leaks the staff address (its Message-ID is <date.random%zhangsan@example.com>): \(decoded)\n\(env.diagnostics)")
         #expect(sent.envelopeSender == "sales@example.com", "\(sent)")
@@ -70,12 +69,6 @@ struct MailClientTests {
         let outcome = try env.sendAndDeliver(as: .internet, from: "buyer@customer.test", to: ["sales@example.com"], message: reply)
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try env.expectMailboxes(["manager": 1, "zhangsan": 1])
-    }
-
-    /// Every header, RFC 2047 words decoded: what a customer's client shows.
-    static func decodedHeaders(_ file: MailMessage) -> String {
-        let decoder = HeaderDecoder()
-        return file.fields.map { "\($0.name): \(decoder.unstructured($0.value))" }.joined(separator: "\n")
     }
 
     /// The message as it arrived, without the X-* envelope lines smtp-sink puts first.
