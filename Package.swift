@@ -126,7 +126,8 @@ let package = Package(
             name: "EndToEndTests",
             // Depending on the executable makes `swift test` build the very
             // daemon the tests start, never a stale one.
-            dependencies: ["sharemail", "PostfixLab"],
+            // MailHeaders: only for test data (the charset label table).
+            dependencies: ["sharemail", "PostfixLab", "MailHeaders"],
             // miltertest/: Lua scripts that MilterClientTests hands to miltertest.
             exclude: ["README.md", "miltertest"]
         ),

@@ -24,13 +24,16 @@ struct AddressParser {
 
     let u: [UInt8]
     private(set) var tokens: [Token] = []
+    /// Charset for encoded words whose label nobody knows (see `EncodedWords`).
+    let fallbackCharset: String?
 
-    init(_ value: String) {
-        self.init(bytes: Array(value.utf8))
+    init(_ value: String, fallbackCharset: String? = nil) {
+        self.init(bytes: Array(value.utf8), fallbackCharset: fallbackCharset)
     }
 
-    init(bytes: [UInt8]) {
+    init(bytes: [UInt8], fallbackCharset: String? = nil) {
         u = bytes
+        self.fallbackCharset = fallbackCharset
         tokens = Self.tokenize(u)
     }
 
@@ -413,17 +416,17 @@ struct AddressParser {
             }
             prevEnd = tok.end
         }
-        return Self.finishName(s)
+        return Self.finishName(s, fallback: fallbackCharset)
     }
 
     private func comment(_ t: Int) -> String? {
-        Self.finishName(unescapedInner(t, closer: UInt8(ascii: ")")))
+        Self.finishName(unescapedInner(t, closer: UInt8(ascii: ")")), fallback: fallbackCharset)
     }
 
     /// RFC 2047-decode, then `collapsed`.
-    static func finishName(_ s: [UInt8]) -> String? {
+    static func finishName(_ s: [UInt8], fallback: String? = nil) -> String? {
         let decoded = EncodedWords.containsMarker(s)
-            ? Array(EncodedWords.decode(bytes: s).utf8) : s
+            ? Array(EncodedWords.decode(bytes: s, fallback: fallback).utf8) : s
         return collapsed(decoded)
     }
 

@@ -28,6 +28,8 @@ enum Charset {
             return iconvDecode(bytes, from: "CP1252") ?? latin1(bytes)
         case .hz:
             return decodeHZ(bytes)
+        case .userDefined:
+            return userDefined(bytes)
         case .iconv(let names):
             for name in names {
                 if let s = iconvDecode(bytes, from: name) { return s }
@@ -49,6 +51,12 @@ enum Charset {
         String(validating: bytes, as: UTF8.self)
     }
 
+    static func userDefined(_ bytes: [UInt8]) -> String {
+        var s = String.UnicodeScalarView()
+        for b in bytes { s.append(Unicode.Scalar(b < 0x80 ? UInt32(b) : 0xF780 + UInt32(b - 0x80))!) }
+        return String(s)
+    }
+
     static func latin1(_ bytes: [UInt8]) -> String {
         var s = String.UnicodeScalarView()
         s.reserveCapacity(bytes.count)
@@ -60,6 +68,8 @@ enum Charset {
 
     enum Plan: Equatable {
         case utf8, ascii, latin1, hz
+        /// WHATWG x-user-defined: ASCII, and bytes 0x80–0xFF as U+F780–U+F7FF.
+        case userDefined
         case iconv([String])  // iconv names, tried in order
     }
 
@@ -76,65 +86,27 @@ enum Charset {
     }
 
     private static func computePlan(for label: String) -> Plan? {
-        var name = label.lowercased()
-        // RFC 2231 language tag: "utf-8*zh".
-        if let star = name.firstIndex(of: "*") { name = String(name[..<star]) }
-        name = name.trimmingASCIIWhitespace()
+        let name = CharsetLabels.normalized(label)
         // Keep iconv away from odd names ("//TRANSLIT", paths, spaces).
         guard !name.isEmpty, name.utf8.count <= 40,
               name.utf8.allSatisfy({ isLabelByte($0) })
         else { return nil }
-
-        switch name {
-        case "utf-8", "utf8", "unicode-1-1-utf-8", "x-unicode20utf8":
-            return .utf8
-        case "us-ascii", "ascii", "ansi_x3.4-1968", "iso646-us", "us", "646":
-            return .ascii
-        case "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1", "l1", "iso-ir-100",
-             "cp819", "ibm819", "iso_8859-1:1987":
-            return .latin1
-        case "gb2312", "gbk", "cp936", "ms936", "windows-936", "x-gbk", "gb_2312-80", "gb_2312",
-             "euc-cn", "x-euc-cn", "csgb2312", "chinese", "gb18030", "x-gb18030", "iso-ir-58":
-            return .iconv(["GB18030"])
-        case "hz-gb-2312", "hz", "hz-gb2312":
-            return .hz
-        case "big5", "big-5", "cn-big5", "x-x-big5", "csbig5", "cp950", "x-big5", "windows-950":
-            return .iconv(["CP950", "BIG5", "BIG5-HKSCS"])
-        case "big5-hkscs", "big5hkscs", "big5_hkscs":
-            return .iconv(["BIG5-HKSCS", "CP950"])
-        case "euc-jp", "x-euc-jp", "eucjp", "cseucpkdfmtjapanese", "euc_jp":
-            return .iconv(["EUC-JP", "EUC-JP-MS"])
-        case "iso-2022-jp", "csiso2022jp", "iso-2022-jp-1", "iso-2022-jp-2", "iso-2022-jp-3",
-             "iso2022jp", "jis", "csiso2022jp2":
-            return .iconv(["ISO-2022-JP-2", "ISO-2022-JP-3", "ISO-2022-JP"])
-        case "shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "csshiftjis", "cp932",
-             "windows-31j", "ms932", "x-ms-cp932", "shiftjis":
-            return .iconv(["CP932", "SHIFT_JIS"])
-        case "euc-kr", "x-euc-kr", "euckr", "cp949", "uhc", "ks_c_5601-1987", "ks_c_5601",
-             "ks_c_5601-1989", "ksc5601", "ksc_5601", "korean", "windows-949", "cseuckr":
-            return .iconv(["CP949", "EUC-KR"])
-        case "iso-2022-kr", "csiso2022kr":
-            return .iconv(["ISO-2022-KR"])
-        case "koi8-r", "koi8r", "cskoi8r", "koi":
-            return .iconv(["KOI8-R"])
-        case "koi8-u", "koi8u":
-            return .iconv(["KOI8-U", "KOI8-R"])
-        default:
-            break
+        if let encoding = CharsetLabels.encodingByLabel[name] {
+            return CharsetLabels.plan(encoding: encoding, label: name)
         }
-        // ISO-8859-n in its many spellings.
-        for prefix in ["iso-8859-", "iso8859-", "iso_8859-", "iso8859_", "iso-8859_"] where name.hasPrefix(prefix) {
+        // ISO-8859-n and Windows-125n in spellings no table lists
+        // (iso8859_5 is iso8859-5 once normalised; win-1251, cp-1251).
+        for prefix in ["iso-8859-", "iso8859-", "iso-8859"] where name.hasPrefix(prefix) {
             if let n = Int(name.dropFirst(prefix.count)), (1...16).contains(n), n != 12 {
                 return n == 1 ? .latin1 : .iconv(["ISO-8859-\(n)"])
             }
         }
-        // Windows-125n: windows-1252, cp1252, x-cp1252, win-1252.
         for prefix in ["windows-", "cp", "x-cp", "win-", "cp-", "ms-"] where name.hasPrefix(prefix) {
             if let n = Int(name.dropFirst(prefix.count)), (1250...1258).contains(n) {
                 return .iconv(["CP\(n)"])
             }
         }
-        // Anything else iconv knows by this name (UTF-16, UTF-7, TIS-620, …).
+        // Anything else iconv knows by this name (UTF-7, TIS-620, …).
         return .iconv([name.uppercased()])
     }
 
@@ -262,7 +234,7 @@ enum Charset {
         case .utf8: return utf8
         case .ascii: return utf8.allSatisfy { $0 < 0x80 } ? utf8 : nil
         case .latin1: names = ["CP1252", "ISO-8859-1"]
-        case .hz: return nil  // no encoder; the caller falls back to UTF-8
+        case .hz, .userDefined: return nil  // no encoder; the caller falls back to UTF-8
         case .iconv(let list): names = list
         }
         if utf8.isEmpty { return [] }

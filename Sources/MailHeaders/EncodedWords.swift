@@ -12,12 +12,14 @@ enum EncodedWords {
         var bytes: [UInt8]?  // B/Q-decoded payload; nil when the payload is malformed
     }
 
-    /// Decode every encoded word in `text`.
-    static func decode(_ text: String) -> String {
+    /// Decode every encoded word in `text`. A word whose charset label is
+    /// unknown is read as UTF-8 when it is valid UTF-8, else as `fallback`;
+    /// without a fallback it stays as written.
+    static func decode(_ text: String, fallback: String? = nil) -> String {
         let u = Array(text.utf8)
         // Fast path: no "=?" at all.
         guard containsMarker(u) else { return text }
-        return decode(bytes: u)
+        return decode(bytes: u, fallback: fallback)
     }
 
     static func containsMarker(_ u: [UInt8]) -> Bool {
@@ -29,7 +31,7 @@ enum EncodedWords {
         return false
     }
 
-    static func decode(bytes u: [UInt8]) -> String {
+    static func decode(bytes u: [UInt8], fallback: String? = nil) -> String {
         // Pieces: literal byte ranges and encoded words, in order.
         enum Piece { case literal(Range<Int>), word(Word) }
         var pieces: [Piece] = []
@@ -50,7 +52,7 @@ enum EncodedWords {
         // Drop whitespace-only literals between two encoded words, unless one of them
         // is undecodable (then both stay verbatim, with their whitespace).
         func decodable(_ p: Piece) -> Bool {
-            if case .word(let w) = p { return w.bytes != nil && Charset.isKnown(w.charset) }
+            if case .word(let w) = p { return w.bytes != nil && (fallback != nil || Charset.isKnown(w.charset)) }
             return false
         }
         var kept: [Piece] = []
@@ -81,7 +83,7 @@ enum EncodedWords {
                     run.append(w)
                     j += 1
                 }
-                out += decodeRun(run, source: u)
+                out += decodeRun(run, source: u, fallback: fallback)
                 k = j
             }
         }
@@ -94,20 +96,20 @@ enum EncodedWords {
     }
 
     /// Decode a run of same-charset words, jointly if possible, else one by one.
-    private static func decodeRun(_ run: [Word], source u: [UInt8]) -> String {
+    private static func decodeRun(_ run: [Word], source u: [UInt8], fallback: String?) -> String {
         if run.count > 1, run.allSatisfy({ $0.bytes != nil }) {
             let joined = run.flatMap { $0.bytes! }
-            if let s = Charset.decode(joined, label: run[0].charset) { return s }
+            if let s = decode(joined, label: run[0].charset, fallback: fallback) { return s }
         }
         var out = ""
         var k = 0
         while k < run.count {
             // Try to glue a word whose last character was split into the next one.
-            if let s = decodeWord(run[k]) {
+            if let bytes = run[k].bytes, let s = decode(bytes, label: run[k].charset, fallback: fallback) {
                 out += s
                 k += 1
             } else if k + 1 < run.count, let a = run[k].bytes, let b = run[k + 1].bytes,
-                      let s = Charset.decode(a + b, label: run[k].charset) {
+                      let s = decode(a + b, label: run[k].charset, fallback: fallback) {
                 out += s
                 k += 2
             } else {
@@ -118,9 +120,11 @@ enum EncodedWords {
         return out
     }
 
-    private static func decodeWord(_ w: Word) -> String? {
-        guard let bytes = w.bytes else { return nil }
-        return Charset.decode(bytes, label: w.charset)
+    /// A word's bytes in its charset; for a label nobody knows, UTF-8 when
+    /// valid, else the fallback charset (nil without one).
+    private static func decode(_ bytes: [UInt8], label: String, fallback: String?) -> String? {
+        guard let fallback, !Charset.isKnown(label) else { return Charset.decode(bytes, label: label) }
+        return Charset.validUTF8(bytes) ?? Charset.decode(bytes, label: fallback) ?? Charset.latin1(bytes)
     }
 
     /// Parse `=?charset?B|Q?text?=` at `start`; nil if it is not a well-formed encoded word

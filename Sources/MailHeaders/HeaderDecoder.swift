@@ -10,16 +10,57 @@ public struct HeaderDecoder: Sendable {
 
     /// Raw header bytes as they come from the MTA → text: valid UTF-8 as is (RFC 6532);
     /// else decoded from `fallbackCharset` via iconv; else Latin-1. Never fails.
+    ///
+    /// Raw 8-bit bytes inside an encoded word (`=?iso-8859-1?Q?Jos\xE9?=`, as some
+    /// clients write them) belong to the charset the word declares, not to the
+    /// fallback: they come out as `=E9`, for the word's own decoding.
     public func text(fromRaw bytes: [UInt8]) -> String {
+        if let s = Charset.validUTF8(bytes) { return s }
+        guard EncodedWords.containsMarker(bytes) else { return fallbackText(bytes[...]) }
+        var text = ""
+        var literalStart = 0
+        var i = 0
+        while i + 1 < bytes.count {
+            guard bytes[i] == UInt8(ascii: "="), bytes[i + 1] == UInt8(ascii: "?"),
+                  let word = EncodedWords.parseWord(bytes, at: i) else {
+                i += 1
+                continue
+            }
+            text += fallbackText(bytes[literalStart..<i])
+            text += Self.escapingEightBit(bytes[word.range])
+            i = word.range.upperBound
+            literalStart = i
+        }
+        return text + fallbackText(bytes[literalStart...])
+    }
+
+    private func fallbackText(_ bytes: ArraySlice<UInt8>) -> String {
+        let bytes = Array(bytes)
         if let s = Charset.validUTF8(bytes) { return s }
         if let s = Charset.decode(bytes, label: fallbackCharset) { return s }
         return Charset.latin1(bytes)
     }
 
+    /// An encoded word with its 8-bit bytes written as Q escapes (`=E9`); in a
+    /// B word they are not base64, and the word stays undecodable as before.
+    private static func escapingEightBit(_ word: ArraySlice<UInt8>) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(word.count + 8)
+        for byte in word {
+            if byte < 0x80 {
+                out.append(byte)
+            } else {
+                out += [UInt8(ascii: "="), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// Parse an address-list header value (To, Cc, From, Reply-To, …). Total: whatever
     /// can't be parsed is skipped or kept as is; the rest still comes out.
     public func addressList(_ value: String) -> AddressList {
-        let items = AddressParser(value).parse().map { item -> AddressItem in
+        let items = AddressParser(value, fallbackCharset: fallbackCharset).parse().map { item -> AddressItem in
             switch item {
             case .mailbox(let m): return .mailbox(m.mailbox)
             case .group(let name, let members): return .group(Group(name: name, members: members.map(\.mailbox)))
@@ -31,7 +72,7 @@ public struct HeaderDecoder: Sendable {
     /// RFC 2047 decoding of unstructured text (Subject). Unfolds first; undecodable
     /// encoded words are kept verbatim.
     public func unstructured(_ value: String) -> String {
-        EncodedWords.decode(Self.unfold(value))
+        EncodedWords.decode(Self.unfold(value), fallback: fallbackCharset)
     }
 
     /// Rewrite an address-list value: each mailbox (group members included) for which
