@@ -31,9 +31,13 @@ enum EncodedWords {
         return false
     }
 
-    static func decode(bytes u: [UInt8], fallback: String? = nil) -> String {
-        // Pieces: literal byte ranges and encoded words, in order.
-        enum Piece { case literal(Range<Int>), word(Word) }
+    /// A byte string cut into literal ranges and encoded words, in order.
+    enum Piece {
+        case literal(Range<Int>)
+        case word(Word)
+    }
+
+    static func pieces(_ u: [UInt8]) -> [Piece] {
         var pieces: [Piece] = []
         var literalStart = 0
         var i = 0
@@ -48,6 +52,11 @@ enum EncodedWords {
             }
         }
         if literalStart < u.count { pieces.append(.literal(literalStart..<u.count)) }
+        return pieces
+    }
+
+    static func decode(bytes u: [UInt8], fallback: String? = nil) -> String {
+        let pieces = pieces(u)
 
         // Drop whitespace-only literals between two encoded words, unless one of them
         // is undecodable (then both stay verbatim, with their whitespace).

@@ -17,21 +17,12 @@ public struct HeaderDecoder: Sendable {
     public func text(fromRaw bytes: [UInt8]) -> String {
         if let s = Charset.validUTF8(bytes) { return s }
         guard EncodedWords.containsMarker(bytes) else { return fallbackText(bytes[...]) }
-        var text = ""
-        var literalStart = 0
-        var i = 0
-        while i + 1 < bytes.count {
-            guard bytes[i] == UInt8(ascii: "="), bytes[i + 1] == UInt8(ascii: "?"),
-                  let word = EncodedWords.parseWord(bytes, at: i) else {
-                i += 1
-                continue
+        return EncodedWords.pieces(bytes).map { piece in
+            switch piece {
+            case .literal(let range): fallbackText(bytes[range])
+            case .word(let word): Self.escapingEightBit(bytes[word.range])
             }
-            text += fallbackText(bytes[literalStart..<i])
-            text += Self.escapingEightBit(bytes[word.range])
-            i = word.range.upperBound
-            literalStart = i
-        }
-        return text + fallbackText(bytes[literalStart...])
+        }.joined()
     }
 
     private func fallbackText(_ bytes: ArraySlice<UInt8>) -> String {
@@ -79,29 +70,7 @@ public struct HeaderDecoder: Sendable {
     /// `replacement` returns text gets its source text replaced by it; everything else
     /// is kept byte for byte. nil when nothing was replaced.
     public func rewritingMailboxes(in value: String, _ replacement: (Mailbox) -> String?) -> String? {
-        let parser = AddressParser(value)
-        var replacements: [(Range<Int>, String)] = []
-        for item in parser.parse() {
-            switch item {
-            case .mailbox(let m):
-                if let r = replacement(m.mailbox) { replacements.append((m.range, r)) }
-            case .group(_, let members):
-                for m in members {
-                    if let r = replacement(m.mailbox) { replacements.append((m.range, r)) }
-                }
-            }
-        }
-        guard !replacements.isEmpty else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(parser.u.count)
-        var pos = 0
-        for (range, text) in replacements {
-            out.append(contentsOf: parser.u[pos..<range.lowerBound])
-            out.append(contentsOf: text.utf8)
-            pos = range.upperBound
-        }
-        out.append(contentsOf: parser.u[pos...])
-        return String(decoding: out, as: UTF8.self)
+        rewritingMailboxes(inRaw: Array(value.utf8), replacement).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// `rewritingMailboxes(in:_:)` on the raw bytes of a value: every byte

@@ -41,21 +41,7 @@ struct HeaderView {
             segments = [Segment(kind: .raw, source: 0..<raw.count, view: 0..<raw.count)]
             return
         }
-        enum Piece { case literal(Range<Int>), word(EncodedWords.Word) }
-        var pieces: [Piece] = []
-        var literalStart = 0
-        var i = 0
-        while i + 1 < raw.count {
-            if raw[i] == UInt8(ascii: "="), raw[i + 1] == UInt8(ascii: "?"), let w = EncodedWords.parseWord(raw, at: i) {
-                if literalStart < i { pieces.append(.literal(literalStart..<i)) }
-                pieces.append(.word(w))
-                i = w.range.upperBound
-                literalStart = i
-            } else {
-                i += 1
-            }
-        }
-        if literalStart < raw.count { pieces.append(.literal(literalStart..<raw.count)) }
+        let pieces = EncodedWords.pieces(raw)
 
         // Items: raw ranges and decoded groups of words, in order.
         enum Item { case literal(Range<Int>, String?), group(Range<Int>, String, String, Bool) }
