@@ -208,6 +208,7 @@ let milterEndOfMessage: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
     case .reject, .tempfail, .discard:
         break
     }
+    state.session.outcomeApplied()
     return answer(outcome.verdict, step: nil, ctx: ctx, state: state)
 }
 

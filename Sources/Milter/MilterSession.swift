@@ -27,6 +27,11 @@ public protocol MilterSession: AnyObject {
     func body(_ chunk: UnsafeRawBufferPointer, context: MilterContext) -> Verdict
     /// The whole message was received: decide and say what to change.
     func endOfMessage(context: MilterContext) -> MessageOutcome
+    /// The outcome of `endOfMessage` is in: every change it asked for was
+    /// applied (or it had none). Not called when a change failed and the
+    /// message was deferred instead. The place for what must follow the
+    /// changes, such as remembering what was sent.
+    func outcomeApplied()
     /// The message was given up (RSET, a later reject, the client left).
     /// Drop per-message state here as well as after `endOfMessage`.
     func abort()
@@ -41,6 +46,7 @@ extension MilterSession {
     public func header(name: String, value: [UInt8], context: MilterContext) -> Verdict { .continue }
     public func body(_ chunk: UnsafeRawBufferPointer, context: MilterContext) -> Verdict { .skip }
     public func endOfMessage(context: MilterContext) -> MessageOutcome { MessageOutcome(verdict: .continue) }
+    public func outcomeApplied() {}
     public func abort() {}
     public func close() {}
 }

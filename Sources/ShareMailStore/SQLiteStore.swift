@@ -166,100 +166,134 @@ final class SQLiteStore: ConversationStore {
     func threadOwner(messageIDs: [String], mailbox: String) throws -> String? {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
         guard !ids.isEmpty else { return nil }
-        let owners = try read { db -> [String: String] in
-            let rows = try Row.fetchCursor(
-                db,
-                sql: """
-                    SELECT message_id, staff FROM sent
-                    WHERE mailbox = ? AND message_id IN (\(databaseQuestionMarks(count: ids.count)))
-                    ORDER BY time DESC, id DESC
-                    """,
-                arguments: StatementArguments([mailbox] + ids))
-            var owners: [String: String] = [:]
-            while let row = try rows.next() {
-                let id: String = row[0]
-                if owners[id] == nil { owners[id] = row[1] }  // the most recent send of that ID
-            }
-            return owners
-        }
-        return ids.lazy.compactMap { owners[$0] }.first
+        return try read { try Self.threadOwner($0, ids: ids, mailbox: mailbox) }
     }
 
     func assignedStaff(messageIDs: [String], customer: String?, mailbox: String) throws -> String? {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
         guard !ids.isEmpty || customer != nil else { return nil }
-        return try read { db in
-            try String.fetchOne(
-                db,
-                sql: """
-                    SELECT staff FROM assignments
-                    WHERE mailbox = ?
-                      AND ((kind = 'thread' AND key IN (\(databaseQuestionMarks(count: ids.count))))
-                           OR (kind = 'customer' AND key = ?))
-                    ORDER BY kind = 'thread' DESC, time DESC
-                    LIMIT 1
-                    """,
-                arguments: StatementArguments([mailbox] + ids + [customer]))
-        }
+        return try read { try Self.assignedStaff($0, ids: ids, customer: customer, mailbox: mailbox) }
     }
 
     func lastStaff(customer: String, mailbox: String) throws -> String? {
-        try read { db in
-            try String.fetchOne(
-                db,
-                sql: """
-                    SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
-                    WHERE sent_customer.mailbox = ? AND sent_customer.customer = ?
-                    ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
-                    LIMIT 1
-                    """,
-                arguments: [mailbox, customer])
+        try read { try Self.lastStaff($0, customer: customer, mailbox: mailbox) }
+    }
+
+    /// The three lookups in one read: one hop to GRDB's reader instead of three.
+    func recall(messageIDs: [String], customer: String?, mailbox: String, sticky: Bool) throws -> Recollection {
+        let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
+        guard !ids.isEmpty || customer != nil else { return Recollection() }
+        return try read { db in
+            Recollection(
+                assigned: try Self.assignedStaff(db, ids: ids, customer: customer, mailbox: mailbox),
+                threadOwner: ids.isEmpty ? nil : try Self.threadOwner(db, ids: ids, mailbox: mailbox),
+                lastStaff: sticky ? try customer.flatMap { try Self.lastStaff(db, customer: $0, mailbox: mailbox) } : nil)
         }
     }
 
+    private static func threadOwner(_ db: Database, ids: [String], mailbox: String) throws -> String? {
+        let rows = try Row.fetchCursor(
+            db,
+            sql: """
+                SELECT message_id, staff FROM sent
+                WHERE mailbox = ? AND message_id IN (\(databaseQuestionMarks(count: ids.count)))
+                ORDER BY time DESC, id DESC
+                """,
+            arguments: StatementArguments([mailbox] + ids))
+        var owners: [String: String] = [:]
+        while let row = try rows.next() {
+            let id: String = row[0]
+            if owners[id] == nil { owners[id] = row[1] }  // the most recent send of that ID
+        }
+        return ids.lazy.compactMap { owners[$0] }.first
+    }
+
+    private static func assignedStaff(_ db: Database, ids: [String], customer: String?, mailbox: String) throws -> String? {
+        try String.fetchOne(
+            db,
+            sql: """
+                SELECT staff FROM assignments
+                WHERE mailbox = ?
+                  AND ((kind = 'thread' AND key IN (\(databaseQuestionMarks(count: ids.count))))
+                       OR (kind = 'customer' AND key = ?))
+                ORDER BY kind = 'thread' DESC, time DESC
+                LIMIT 1
+                """,
+            arguments: StatementArguments([mailbox] + ids + [customer]))
+    }
+
+    private static func lastStaff(_ db: Database, customer: String, mailbox: String) throws -> String? {
+        try String.fetchOne(
+            db,
+            sql: """
+                SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
+                WHERE sent_customer.mailbox = ? AND sent_customer.customer = ?
+                ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
+                LIMIT 1
+                """,
+            arguments: [mailbox, customer])
+    }
+
     func recordSent(_ message: SentMessage) throws {
+        try record([.sent(message)])
+    }
+
+    func recordAudit(_ entry: AuditEntry) throws {
+        try record([.audit(entry)])
+    }
+
+    func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws {
+        try record([.assignment(assignment, staff: staff, mailbox: mailbox, time: time)])
+    }
+
+    /// Every record in one write transaction: one commit for a batch.
+    func record(_ records: [StoreRecord]) throws {
+        guard !records.isEmpty else { return }
         try write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
-                    """,
-                arguments: [message.messageID, message.staff, message.mailbox, message.time, message.queueID])
-            guard db.changesCount == 1 else { return }  // already recorded (a retried call)
-            let sentID = db.lastInsertedRowID
-            for customer in message.customers.uniqued() {
-                try db.execute(
-                    sql: "INSERT INTO sent_customer (sent_id, customer, mailbox, time) VALUES (?, ?, ?, ?)",
-                    arguments: [sentID, customer, message.mailbox, message.time])
+            for record in records {
+                switch record {
+                case .sent(let message): try Self.insert(db, message)
+                case .audit(let entry): try Self.insert(db, entry)
+                case .assignment(let assignment, let staff, let mailbox, let time):
+                    let (kind, key) = assignment.kindAndKey
+                    try db.execute(
+                        sql: """
+                            INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, ?)
+                            ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
+                            """,
+                        arguments: [kind, key, mailbox, staff, time])
+                }
             }
         }
     }
 
-    func recordAudit(_ entry: AuditEntry) throws {
-        let recipients = try String(decoding: JSONEncoder().encode(entry.recipients), as: UTF8.self)
-        try write { db in
+    private static func insert(_ db: Database, _ message: SentMessage) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
+                """,
+            arguments: [message.messageID, message.staff, message.mailbox, message.time, message.queueID])
+        guard db.changesCount == 1 else { return }  // already recorded (a retried call)
+        let sentID = db.lastInsertedRowID
+        for customer in message.customers.uniqued() {
             try db.execute(
-                sql: """
-                    INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    entry.time, entry.queueID, entry.direction, entry.sender, recipients,
-                    entry.action, entry.rule, entry.staff, entry.mailbox, entry.customer,
-                ])
+                sql: "INSERT INTO sent_customer (sent_id, customer, mailbox, time) VALUES (?, ?, ?, ?)",
+                arguments: [sentID, customer, message.mailbox, message.time])
         }
     }
 
-    func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws {
-        let (kind, key) = assignment.kindAndKey
-        try write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
-                    """,
-                arguments: [kind, key, mailbox, staff, time])
-        }
+    private static func insert(_ db: Database, _ entry: AuditEntry) throws {
+        let recipients = try String(decoding: JSONEncoder().encode(entry.recipients), as: UTF8.self)
+        try db.execute(
+            sql: """
+                INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                entry.time, entry.queueID, entry.direction, entry.sender, recipients,
+                entry.action, entry.rule, entry.staff, entry.mailbox, entry.customer,
+            ])
     }
 
     func auditLog(_ filter: LogFilter) throws -> [AuditEntry] {

@@ -127,6 +127,28 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// One thing to remember, for `ConversationStore.record(_:)`.
+public enum StoreRecord: Sendable, Hashable {
+    case sent(SentMessage)
+    case assignment(Assignment, staff: String, mailbox: String, time: Date)
+    case audit(AuditEntry)
+}
+
+/// What the memory knows about one incoming message for one mailbox: every
+/// lookup answered, whatever the others found (the engine decides which
+/// wins, and drops what names staff since removed).
+public struct Recollection: Sendable, Hashable {
+    public var assigned: String?
+    public var threadOwner: String?
+    public var lastStaff: String?
+
+    public init(assigned: String? = nil, threadOwner: String? = nil, lastStaff: String? = nil) {
+        self.assigned = assigned
+        self.threadOwner = threadOwner
+        self.lastStaff = lastStaff
+    }
+}
+
 public protocol ConversationStore: Sendable {
     /// Owner (staff address) of the first of `messageIDs` that a staff sent, trying them in the given order; nil if none.
     /// Only the first `Stores.maximumMessageIDs` IDs are looked at.
@@ -141,6 +163,11 @@ public protocol ConversationStore: Sendable {
     func recordAudit(_ entry: AuditEntry) throws
     /// Replaces any earlier assignment of the same thread or customer in `mailbox`.
     func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws
+    /// Writes `records` in order, in one transaction where the store can.
+    func record(_ records: [StoreRecord]) throws
+    /// The assignment, the thread owner and (with `sticky`) the last staff
+    /// for one message, in one round trip where the store can.
+    func recall(messageIDs: [String], customer: String?, mailbox: String, sticky: Bool) throws -> Recollection
     func auditLog(_ filter: LogFilter) throws -> [AuditEntry]
     /// Deletes sent messages, audit entries (and assignments) older than `date`; returns rows removed
     /// (sent messages + audit entries + assignments; a sent message's customer rows go with it).
@@ -158,6 +185,24 @@ public protocol ConversationStore: Sendable {
 extension ConversationStore {
     /// A database server has no file to lose.
     public var isReplaced: Bool { false }
+
+    public func record(_ records: [StoreRecord]) throws {
+        for record in records {
+            switch record {
+            case .sent(let message): try recordSent(message)
+            case .assignment(let assignment, let staff, let mailbox, let time): try assign(assignment, to: staff, mailbox: mailbox, at: time)
+            case .audit(let entry): try recordAudit(entry)
+            }
+        }
+    }
+
+    public func recall(messageIDs: [String], customer: String?, mailbox: String, sticky: Bool) throws -> Recollection {
+        var found = Recollection()
+        found.assigned = try assignedStaff(messageIDs: messageIDs, customer: customer, mailbox: mailbox)
+        if !messageIDs.isEmpty { found.threadOwner = try threadOwner(messageIDs: messageIDs, mailbox: mailbox) }
+        if sticky, let customer { found.lastStaff = try lastStaff(customer: customer, mailbox: mailbox) }
+        return found
+    }
 }
 
 /// Where the conversation memory lives, from the config's `state` string.

@@ -14,6 +14,8 @@ final class Memory: Sendable {
     private let logger: Logger
     private let state = NIOLockedValueBox(State())  // see PolicyStore.swift
     private let errors = Counter(label: "sharemail_store_errors_total")
+    /// Records are written off the path Postfix waits for.
+    private let writer = RecordWriter()
 
     private struct State {
         var store: (any ConversationStore)?
@@ -30,6 +32,20 @@ final class Memory: Sendable {
         self.location = location
         self.timeout = timeout
         self.logger = logger
+        writer.start { [self] records in
+            guard let store = store() else { return }
+            do {
+                try store.record(records)
+            } catch {
+                failed("record", error, store)
+            }
+        }
+    }
+
+    /// Waits until every record handed over so far is written (a stop, a test).
+    @discardableResult
+    func flush(timeout: Duration = .seconds(5)) -> Bool {
+        writer.flush(timeout: timeout)
     }
 
     /// Opens the store now, on the calling thread (at start-up). A failure
@@ -103,34 +119,25 @@ final class Memory: Sendable {
         }
     }
 
-    /// Looks up what the engine asked for. Returns nil (and logs) when the
-    /// store cannot answer: the engine then routes without memory.
+    /// Looks up what the engine asked for, one round trip per mailbox.
+    /// Returns nil (and logs) when the store cannot answer: the engine then
+    /// routes without memory.
     func recall(_ queries: [MemoryQuery], engine: PolicyEngine) -> [EmailAddress: ConversationMemory]? {
         guard !queries.isEmpty else { return [:] }
         guard let store = store() else { return nil }
         var result: [EmailAddress: ConversationMemory] = [:]
         // One budget for all of a message's lookups, not one per call.
         let deadline = ContinuousClock.now + timeout
-        func inTime() throws {
-            if ContinuousClock.now > deadline { throw StoreError.timeout }
-        }
         do {
             for query in queries {
-                try inTime()
-                let mailbox = query.mailbox.value
+                if ContinuousClock.now > deadline { throw StoreError.timeout }
                 let sticky = engine.configuration.mailboxes.first { $0.address == query.mailbox }?.stickyCustomers ?? false
-                var memory = ConversationMemory()
-                memory.assigned = try store.assignedStaff(messageIDs: query.messageIDs, customer: query.customer?.value,
-                                                          mailbox: mailbox).flatMap(EmailAddress.init)
-                if memory.assigned == nil, !query.messageIDs.isEmpty {
-                    try inTime()
-                    memory.threadOwner = try store.threadOwner(messageIDs: query.messageIDs, mailbox: mailbox).flatMap(EmailAddress.init)
-                }
-                if sticky, memory.assigned == nil, memory.threadOwner == nil, let customer = query.customer {
-                    try inTime()
-                    memory.lastStaff = try store.lastStaff(customer: customer.value, mailbox: mailbox).flatMap(EmailAddress.init)
-                }
-                result[query.mailbox] = memory
+                let found = try store.recall(messageIDs: query.messageIDs, customer: query.customer?.value,
+                                             mailbox: query.mailbox.value, sticky: sticky)
+                result[query.mailbox] = ConversationMemory(
+                    assigned: found.assigned.flatMap(EmailAddress.init),
+                    threadOwner: found.threadOwner.flatMap(EmailAddress.init),
+                    lastStaff: found.lastStaff.flatMap(EmailAddress.init))
             }
         } catch {
             failed("lookup", error, store)
@@ -139,32 +146,38 @@ final class Memory: Sendable {
         return result
     }
 
-    /// Records what the decision says to remember, and the audit entry.
+    /// Hands what the decision says to remember, and the audit entry, to the
+    /// writer thread: call it once the message's changes are applied.
     func record(_ decision: Decision, facts: MessageFacts, queueID: String) {
-        guard let store = store() else { return }
-        let now = Date()
-        do {
-            if decision.action == .accept {
-                for update in decision.memoryUpdates {
-                    switch update {
-                    case .sent(let messageID, let staff, let mailbox, let customers):
-                        try store.recordSent(SentMessage(messageID: messageID, staff: staff.value, mailbox: mailbox.value,
-                                                         customers: customers.map(\.value), time: now, queueID: queueID))
-                    case .assignThread(let messageID, let staff, let mailbox):
-                        try store.assign(.thread(messageID: messageID), to: staff.value, mailbox: mailbox.value, at: now)
-                    }
+        let dropped = writer.enqueue(Self.records(decision, facts: facts, queueID: queueID, at: Date()))
+        if dropped > 0 {
+            errors.increment()
+            logger.error("conversation memory writes are not keeping up: \(dropped) records dropped")
+        }
+    }
+
+    /// What to write for one decision, in order.
+    static func records(_ decision: Decision, facts: MessageFacts, queueID: String, at now: Date) -> [StoreRecord] {
+        var records: [StoreRecord] = []
+        if decision.action == .accept {
+            for update in decision.memoryUpdates {
+                switch update {
+                case .sent(let messageID, let staff, let mailbox, let customers):
+                    records.append(.sent(SentMessage(messageID: messageID, staff: staff.value, mailbox: mailbox.value,
+                                                     customers: customers.map(\.value), time: now, queueID: queueID)))
+                case .assignThread(let messageID, let staff, let mailbox):
+                    records.append(.assignment(.thread(messageID: messageID), staff: staff.value, mailbox: mailbox.value, time: now))
                 }
             }
-            try store.recordAudit(AuditEntry(
-                time: now, queueID: queueID, direction: Self.direction(decision.role),
-                sender: facts.sender.bare,
-                recipients: facts.recipients.map(\.bare),
-                action: Self.action(decision.action), rule: decision.rule,
-                staff: decision.staff.first?.value, mailbox: decision.mailbox?.value,
-                customer: Self.customer(decision, facts: facts)))
-        } catch {
-            failed("record", error, store)
         }
+        records.append(.audit(AuditEntry(
+            time: now, queueID: queueID, direction: direction(decision.role),
+            sender: facts.sender.bare,
+            recipients: facts.recipients.map(\.bare),
+            action: action(decision.action), rule: decision.rule,
+            staff: decision.staff.first?.value, mailbox: decision.mailbox?.value,
+            customer: customer(decision, facts: facts))))
+        return records
     }
 
     /// Prunes old rows every hour on a thread of its own, off the mail path.

@@ -134,6 +134,10 @@ struct Serve: ParsableCommand {
         if inFlight.current > 0 {
             logger.warning("stopping with \(inFlight.current) message(s) in flight: Postfix defers them (4xx) and they are retried")
         }
+        // Records of finished messages still on their way to the database.
+        if let memory, !memory.flush(timeout: .seconds(5)) {
+            logger.error("stopping with conversation records not yet written: they are lost")
+        }
         logger.info("stopped")
     }
 

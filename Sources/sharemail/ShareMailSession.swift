@@ -27,6 +27,8 @@ final class ShareMailSession: MilterSession {
     /// conversation memory, which is what needs it).
     private var bounce: BounceScanner?
     private var bodyChecked = false
+    /// What the memory is to record once the outcome's changes are applied.
+    private var unrecorded: (decision: Decision, facts: MessageFacts, queueID: String)?
     /// MAIL FROM came after a stop began: every recipient is deferred.
     private var stopping = false
 
@@ -151,18 +153,27 @@ final class ShareMailSession: MilterSession {
         let started = ContinuousClock.now
         let decision = engine.decide(facts)
         let elapsed = ContinuousClock.now - started
-        memory?.record(decision, facts: facts, queueID: queueID)
+        if memory != nil { unrecorded = (decision, facts, queueID) }
         metrics?.decisionTime.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         metrics?.count(decision)
         log(decision, queueID: queueID)
         return Self.outcome(decision)
     }
 
+    /// Only now is what the message did true: a change the MTA refused
+    /// deferred the message, and nothing of it may be remembered.
+    func outcomeApplied() {
+        if let (decision, facts, queueID) = unrecorded { memory?.record(decision, facts: facts, queueID: queueID) }
+        unrecorded = nil
+    }
+
     func abort() {
+        unrecorded = nil
         resetMessage()
     }
 
     func close() {
+        unrecorded = nil
         resetMessage()
     }
 

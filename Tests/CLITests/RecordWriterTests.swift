@@ -1,0 +1,46 @@
+import Foundation
+import NIOConcurrencyHelpers
+@testable import sharemail
+import ShareMailStore
+import Testing
+
+/// The memory's writer thread: records leave the caller at once, arrive in order, in as few
+/// batches as the writer's pace allows, and `flush` waits for them.
+@Suite("Record writer: off the path Postfix waits for")
+struct RecordWriterTests {
+    static func audit(_ n: Int) -> StoreRecord {
+        .audit(AuditEntry(time: Date(timeIntervalSince1970: Double(n)), queueID: "Q\(n)", direction: "inbound",
+                          sender: "c@customer.test", recipients: ["sales@example.com"], action: "accept",
+                          rule: "unnamed", staff: nil, mailbox: "sales@example.com", customer: "c@customer.test"))
+    }
+
+    @Test("every record arrives once, in order; a slow write lets the next ones share a batch; flush waits")
+    func batchesInOrder() {
+        let written = NIOLockedValueBox<[[StoreRecord]]>([])
+        let writer = RecordWriter()
+        writer.start { batch in
+            Thread.sleep(forTimeInterval: 0.05)   // a database that takes its time
+            written.withLockedValue { $0.append(batch) }
+        }
+        for n in 0..<200 { #expect(writer.enqueue([Self.audit(n)]) == 0) }
+        #expect(writer.flush(timeout: .seconds(10)))
+        let batches = written.withLockedValue { $0 }
+        #expect(batches.flatMap { $0 } == (0..<200).map(Self.audit))
+        #expect(batches.count < 200, "a write that takes 50 ms should take many records at once: \(batches.count) batches")
+    }
+
+    @Test("a writer that cannot keep up drops the oldest beyond its capacity, and says how many")
+    func capacity() {
+        let release = ConditionLock(value: 0)
+        let writer = RecordWriter()
+        writer.start { _ in release.lock(whenValue: 1); release.unlock() }
+        _ = writer.enqueue([Self.audit(-1)])   // taken by the writer, which then waits
+        Thread.sleep(forTimeInterval: 0.1)
+        let records = (0..<(RecordWriter.capacity + 10)).map(Self.audit)
+        #expect(writer.enqueue(records) == 10)
+        #expect(!writer.flush(timeout: .milliseconds(50)), "flush must give up while the write hangs")
+        release.lock()
+        release.unlock(withValue: 1)
+        #expect(writer.flush(timeout: .seconds(10)))
+    }
+}
