@@ -21,6 +21,11 @@ final class RecordWriter: @unchecked Sendable {
     /// `dropped`) rather than sharemail running out of memory.
     static let capacity = 50_000
 
+    /// How long the writer waits for more records before it writes: short
+    /// beside Postfix's own queue delays, long enough for a busy server's
+    /// messages to share a transaction.
+    static let gathering: TimeInterval = 0.005
+
     /// Starts the writer thread; `write` writes one batch (and handles its
     /// own errors). Call once.
     func start(_ write: @escaping @Sendable ([StoreRecord]) -> Void) {
@@ -61,6 +66,11 @@ final class RecordWriter: @unchecked Sendable {
     private func run(_ write: @Sendable ([StoreRecord]) -> Void) {
         while true {
             condition.lock(whenValue: 1)
+            condition.unlock()
+            // Let the messages ending about now join this batch: one
+            // transaction (and one hop to the database's thread) for them all.
+            Thread.sleep(forTimeInterval: Self.gathering)
+            condition.lock()
             let batch = pending
             pending = []
             writing = true
