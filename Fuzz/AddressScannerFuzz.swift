@@ -92,6 +92,22 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         pos = occurrence.range.upperBound
     }
     expected += before[pos...]
+    // The rewriter scans its own result again, so an address that only
+    // shows once another is replaced goes too (a list's bounce address
+    // `bounce+zhangsan=example.com@` whose domain was a staff address in an
+    // encoded word): the expected text is replaced to the same fixpoint.
+    for _ in 0..<8 {
+        let more = scanner.occurrences(in: expected, where: isStaff)
+        if more.isEmpty { break }
+        var next: [UInt8] = []
+        var at = 0
+        for occurrence in more where occurrence.range.lowerBound >= at {
+            next += expected[at..<occurrence.range.lowerBound]
+            next += occurrence.isVERP ? verpReplacement : replacement
+            at = occurrence.range.upperBound
+        }
+        expected = next + expected[at...]
+    }
     if !EncodedWords.containsMarker(raw) {
         check(out == expected, "raw bytes changed outside the spans: \(debug(raw)) → \(debug(out))")
     }
