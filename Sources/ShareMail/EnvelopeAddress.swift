@@ -97,9 +97,3 @@ public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible, Expr
         return String(decoding: bytes, as: UTF8.self)
     }
 }
-
-extension Substring {
-    func caseInsensitiveEquals(_ other: String) -> Bool {
-        utf8.count == other.utf8.count && lowercased() == other.lowercased()
-    }
-}

@@ -665,7 +665,8 @@ private struct Plan {
     mutating func reason(_ text: String) { decision.reasons.append(text) }
 }
 
-extension String {
+extension StringProtocol {
+    /// Header names and ESMTP keywords compare without regard to case.
     func caseInsensitiveEquals(_ other: String) -> Bool {
         utf8.count == other.utf8.count && lowercased() == other.lowercased()
     }
