@@ -115,7 +115,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ShareMailStoreTests",
-            dependencies: ["ShareMailStore", "PostfixLab"]
+            dependencies: ["ShareMailStore", "PostfixLab", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         // The command line as an admin meets it: golden output, exit codes, JSON.
         .testTarget(

@@ -183,7 +183,7 @@ final class SQLiteStore: ConversationStore {
         try read { try Self.lastStaff($0, customer: customer, mailbox: mailbox) }
     }
 
-    /// The three lookups in one read transaction: one consistent view, one BEGIN and COMMIT.
+    /// The three lookups on one reader.
     func recall(messageIDs: [String], customer: String?, mailbox: String, sticky: Bool) throws -> Recollection {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
         guard !ids.isEmpty || customer != nil else { return Recollection() }
@@ -247,6 +247,11 @@ final class SQLiteStore: ConversationStore {
         try record([.assignment(assignment, staff: staff, mailbox: mailbox, time: time)])
     }
 
+    /// A `time` column's value from a bound `Date.timeIntervalSince1970`: the text GRDB writes
+    /// for a `Date` (UTC, milliseconds), formatted by SQLite. Foundation's DateFormatter, which
+    /// GRDB uses, costs more than the insert itself.
+    static let time = "strftime('%Y-%m-%d %H:%M:%f', ?, 'unixepoch')"
+
     /// Every record in one write transaction: one commit for a batch.
     func record(_ records: [StoreRecord]) throws {
         guard !records.isEmpty else { return }
@@ -258,9 +263,9 @@ final class SQLiteStore: ConversationStore {
                 case .assignment(let assignment, let staff, let mailbox, let time):
                     let (kind, key) = assignment.kindAndKey
                     try db.cachedStatement(sql: """
-                        INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, ?)
+                        INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, \(Self.time))
                         ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
-                        """).execute(arguments: [kind, key, mailbox, staff, time])
+                        """).execute(arguments: [kind, key, mailbox, staff, time.timeIntervalSince1970])
                 }
             }
         }
@@ -268,14 +273,14 @@ final class SQLiteStore: ConversationStore {
 
     private static func insert(_ db: Database, _ message: SentMessage) throws {
         try db.cachedStatement(sql: """
-            INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, ?, ?)
+            INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, \(Self.time), ?)
             ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
-            """).execute(arguments: [message.messageID, message.staff, message.mailbox, message.time, message.queueID])
+            """).execute(arguments: [message.messageID, message.staff, message.mailbox, message.time.timeIntervalSince1970, message.queueID])
         guard db.changesCount == 1 else { return }  // already recorded (a retried call)
         let sentID = db.lastInsertedRowID
         for customer in message.customers.uniqued() {
-            try db.cachedStatement(sql: "INSERT INTO sent_customer (sent_id, customer, mailbox, time) VALUES (?, ?, ?, ?)")
-                .execute(arguments: [sentID, customer, message.mailbox, message.time])
+            try db.cachedStatement(sql: "INSERT INTO sent_customer (sent_id, customer, mailbox, time) VALUES (?, ?, ?, \(Self.time))")
+                .execute(arguments: [sentID, customer, message.mailbox, message.time.timeIntervalSince1970])
         }
     }
 
@@ -283,9 +288,9 @@ final class SQLiteStore: ConversationStore {
         // The recipients column is a JSON array, which SQLite's json_array writes.
         try db.cachedStatement(sql: """
             INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
-            VALUES (?, ?, ?, ?, json_array(\(databaseQuestionMarks(count: entry.recipients.count))), ?, ?, ?, ?, ?)
+            VALUES (\(Self.time), ?, ?, ?, json_array(\(databaseQuestionMarks(count: entry.recipients.count))), ?, ?, ?, ?, ?)
             """).execute(
-            arguments: StatementArguments([entry.time, entry.queueID, entry.direction, entry.sender] as [(any DatabaseValueConvertible)?])
+            arguments: StatementArguments([entry.time.timeIntervalSince1970, entry.queueID, entry.direction, entry.sender] as [(any DatabaseValueConvertible)?])
                 + StatementArguments(entry.recipients)
                 + StatementArguments([entry.action, entry.rule, entry.staff, entry.mailbox, entry.customer] as [(any DatabaseValueConvertible)?]))
     }
@@ -358,12 +363,14 @@ final class SQLiteStore: ConversationStore {
 
     // MARK: Bounded access
 
-    /// Runs `body` in a read transaction on one of GRDB's readers, on the calling thread. In WAL
-    /// mode a read never waits for the writer, so handing it to another thread and back (two
-    /// wake-ups per message) would cost more than the read itself.
+    /// Runs `body` on one of GRDB's readers, on the calling thread. In WAL mode a read never waits
+    /// for the writer, so handing it to another thread and back (two wake-ups per message) would
+    /// cost more than the read itself. No transaction either: each statement reads a consistent
+    /// state of its own, and a record landing between a message's lookups only makes the later
+    /// answer newer; BEGIN and COMMIT would cost as much as a lookup.
     private func read<T>(_ body: (Database) throws -> T) throws -> T {
         try bounded { deadline in
-            try pool.read { db in try Self.interrupting(db, at: deadline) { try body(db) } }
+            try pool.unsafeRead { db in try Self.interrupting(db, at: deadline) { try body(db) } }
         }
     }
 
