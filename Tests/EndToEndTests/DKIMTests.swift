@@ -145,6 +145,8 @@ struct OpenDKIM {
             InternalHosts 127.0.0.1, 192.0.2.0/24
             Socket local:\(socketPath)
             UMask 000
+            # The key lies under /tmp, which anybody may write: opendkim would refuse it.
+            RequireSafeKeys no
             PidFile \(directory)/opendkim.pid
 
             """.write(toFile: directory + "/opendkim.conf", atomically: true, encoding: .utf8)
