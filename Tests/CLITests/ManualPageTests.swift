@@ -52,9 +52,14 @@ struct ManualPageTests {
             let next = lines[(entry + 1)...].firstIndex { $0.hasPrefix(".It Em ") || $0.hasPrefix(".Sh ") } ?? lines.endIndex
             let section = lines[entry..<next].joined(separator: "\n")
             for argument in command.arguments ?? [] where argument.shouldDisplay {
-                for name in argument.names ?? [] where name.kind == "long" && name.name != "help" {
-                    #expect(section.contains("Fl -\(name.name)"),
-                            "sharemail(8) does not document `sharemail \(command.commandName) --\(name.name)`: run scripts/man")
+                let names = argument.names ?? []
+                // An option is listed by its long name, or by its short one when it has no long one.
+                let spelled = names.contains { $0.kind == "long" }
+                    ? names.filter { $0.kind == "long" && $0.name != "help" }.map { "-" + $0.name }
+                    : names.filter { $0.kind == "short" }.map(\.name)
+                for name in spelled {
+                    #expect(section.contains("Fl \(name)"),
+                            "sharemail(8) does not document `sharemail \(command.commandName) -\(name)`: run scripts/man")
                 }
             }
         }
