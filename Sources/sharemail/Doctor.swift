@@ -191,6 +191,9 @@ struct DoctorChecks {
         for list in ["smtpd_milters", "non_smtpd_milters"] {
             findings += milterList(list, ours: ours)
         }
+        findings += SignerOrder(smtpdMilters: postfix.list("smtpd_milters"), nonSMTPDMilters: postfix.list("non_smtpd_milters"),
+                                isSharemail: { MilterSocket(postfix: $0)?.matches(ours) == true },
+                                isSigner: { entry in Self.signerHints.contains { entry.lowercased().contains($0) } }).findings()
         findings.append(parameter("milter_default_action", expected: "tempfail",
                                   why: "if sharemail is down, staff mail would leave with the staff's own address and the manager's copy would be missing"))
         let protocolVersion = Int(postfix.parameters["milter_protocol"] ?? "") ?? 6

@@ -12,6 +12,7 @@ struct Sharemail: ParsableCommand {
             the manager keeps a copy of everything. Postfix does all delivery; \
             sharemail only decides, as a milter.
             """,
+        version: SharemailVersion.current,
         subcommands: [Serve.self, Check.self, Lint.self, Doctor.self, Assign.self, Log.self]
     )
 }
