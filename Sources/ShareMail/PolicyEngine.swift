@@ -252,7 +252,7 @@ public struct PolicyEngine: Sendable {
         plan.turnRequests.append(TurnRequest(mailbox: mailbox.address, order: mailbox.staff.map(\.address), available: available))
         plan.reason(plan.facts.memoryUnavailable
             ? "round-robin: the conversation memory, which holds the turn, did not answer: manager only"
-            : "round-robin: no turn taken for this message: manager only")
+            : "round-robin: a new conversation goes to the staff whose turn it is; no turn was taken (sharemail check takes none): manager only")
         return ([], "unnamed")
     }
 
@@ -283,7 +283,7 @@ public struct PolicyEngine: Sendable {
     private func noteWaiting(_ plan: inout Plan, mailbox: SharedMailbox, staff: [StaffReference], rule: String) {
         guard rule != "auto", let customer = address(of: plan.facts.sender) else { return }
         let subject = plan.facts.headers.first { $0.name.caseInsensitiveEquals("Subject") }
-            .map { Substring(decoder.text(fromRaw: $0.raw)).trimmingSpaces } ?? ""
+            .map { Substring(decoder.unstructured(decoder.text(fromRaw: $0.raw))).trimmingSpaces } ?? ""
         plan.decision.memoryUpdates.append(.customerWrote(
             customer: customer, mailbox: mailbox.address,
             staff: staff.count == 1 ? directory.staff(staff[0]).address : nil, subject: String(subject)))

@@ -12,6 +12,6 @@ struct Sharemail: ParsableCommand {
             the manager keeps a copy of everything. Postfix does all delivery; \
             sharemail only decides, as a milter.
             """,
-        subcommands: [Serve.self, Check.self, Lint.self, Doctor.self, Assign.self, Log.self]
+        subcommands: [Serve.self, Check.self, Lint.self, Doctor.self, Assign.self, Log.self, Pending.self, Forget.self]
     )
 }
