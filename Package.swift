@@ -56,6 +56,7 @@ let package = Package(
             name: "ShareMailStore",
             dependencies: [
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),  // sqlite3_progress_handler: the deadline
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,7 +115,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ShareMailStoreTests",
-            dependencies: ["ShareMailStore", "PostfixLab"]
+            dependencies: ["ShareMailStore", "PostfixLab", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         // The command line as an admin meets it: golden output, exit codes, JSON.
         .testTarget(

@@ -183,6 +183,8 @@ let milterBody: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, In
     let verdict = state.session.body(UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : length),
                                      context: MilterContext(pointer: ctx))
     if verdict == .skip {
+        // Negotiated without a reply, the MTA sends the rest anyway.
+        if state.expectsNoReply(.body) { return SMFIS_NOREPLY }
         // Without SMFIP_SKIP agreed the MTA would not understand it.
         return state.protocolFlags & UInt(SMFIP_SKIP) != 0 ? SMFIS_SKIP : SMFIS_CONTINUE
     }

@@ -22,7 +22,8 @@ public protocol MilterSession: AnyObject {
     /// One header, value as raw bytes (the MTA passes 8-bit data unchanged;
     /// folded lines keep their line breaks). Suppress with `Step.headers` off.
     func header(name: String, value: [UInt8], context: MilterContext) -> Verdict
-    /// One chunk of the body. Return `.skip` once nothing more is needed.
+    /// One chunk of the body. Return `.skip` once nothing more is needed (a
+    /// body negotiated without a reply keeps coming: the MTA is not asked).
     /// Suppress with `Step.body` off.
     func body(_ chunk: UnsafeRawBufferPointer, context: MilterContext) -> Verdict
     /// The whole message was received: decide and say what to change.

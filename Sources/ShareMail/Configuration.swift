@@ -281,23 +281,40 @@ public struct Directory: Sendable {
     /// so such a recipient counts as the configured address of that local
     /// part.
     public func canonical(_ resolved: String, mailer: String? = nil) -> EmailAddress? {
+        // Every message asks this several times per address: it works on the
+        // bytes (as Postfix does), and parses the address once unless
+        // something had to be folded.
         var text = EnvelopeAddress.stripBrackets(resolved)
-        if text.hasSuffix("."), !text.hasSuffix("..") { text = text.dropLast() }
-        guard let at = text.lastIndex(of: "@"), let parsed = EmailAddress(text) else { return nil }
+        let dot = UInt8(ascii: ".")
+        if text.utf8.last == dot, text.utf8.dropLast().last != dot { text = text[..<text.utf8.index(before: text.endIndex)] }
+        guard let at = text.utf8.lastIndex(of: UInt8(ascii: "@")), let parsed = EmailAddress(text) else { return nil }
         var local = text[..<at]
-        if local.count >= 2, local.first == "\"", local.last == "\"" {
-            local = Substring(Directory.unquoted(local.dropFirst().dropLast()))
+        var folded = false
+        let quote = UInt8(ascii: "\"")
+        if local.utf8.count >= 2, local.utf8.first == quote, local.utf8.last == quote {
+            local = Substring(Directory.unquoted(local[local.utf8.index(after: local.startIndex)..<local.utf8.index(before: local.endIndex)]))
+            folded = true
         }
         // Postfix folds extensions only where it delivers: a customer's
         // buyer+orders@customer.test stays as written.
-        if localDomains.contains(parsed.domain),
-           let cut = local.dropFirst().firstIndex(where: { configuration.recipientDelimiter.contains($0) }) {
-            local = local[..<cut]
+        if localDomains.contains(parsed.domain), let base = withoutExtension(local) {
+            local = base
+            folded = true
         }
-        guard mailer == "local" else { return EmailAddress("\(local)\(text[at...])") ?? parsed }
-        var user = local.lowercased()[...]
-        if let cut = user.dropFirst().firstIndex(where: { configuration.recipientDelimiter.contains($0) }) { user = user[..<cut] }
-        return addressByLocalPart[user] ?? EmailAddress("\(local)\(text[at...])") ?? parsed
+        let address = folded ? EmailAddress("\(local)\(text[at...])") ?? parsed : parsed
+        guard mailer == "local" else { return address }
+        let user = Substring(local.lowercased())
+        return addressByLocalPart[withoutExtension(user) ?? user] ?? address
+    }
+
+    /// `local` up to its `recipient_delimiter` (a set of bytes, as in
+    /// Postfix), or nil when it has no extension. A delimiter in first place
+    /// is part of the name.
+    private func withoutExtension(_ local: Substring) -> Substring? {
+        let delimiters = configuration.recipientDelimiter.utf8
+        guard !delimiters.isEmpty,
+              let cut = local.utf8.dropFirst().firstIndex(where: { delimiters.contains($0) }) else { return nil }
+        return local[..<cut]
     }
 
     private static func unquoted(_ text: Substring) -> String {

@@ -74,10 +74,22 @@ public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible, Expr
 
     /// Brackets and an obsolete source route (`<@a,@b:user@host>`) removed.
     static func stripBrackets(_ path: String) -> Substring {
+        // What Postfix's macros hold (`zhangsan@example.com`): nothing to strip,
+        // decided on two bytes without walking the text by Characters.
+        if let first = path.utf8.first, let last = path.utf8.last, isPlainEdge(first), isPlainEdge(last),
+           first != UInt8(ascii: "<"), first != UInt8(ascii: "@") {
+            return path[...]
+        }
         var text = Substring(path).trimmingSpaces
         if text.hasPrefix("<"), text.hasSuffix(">"), text.count >= 2 { text = text.dropFirst().dropLast() }
         if text.hasPrefix("@"), let colon = text.firstIndex(of: ":") { text = text[text.index(after: colon)...] }
         return text
+    }
+
+    /// An ASCII byte that is not whitespace: the Character it starts or ends
+    /// is not whitespace either.
+    private static func isPlainEdge(_ byte: UInt8) -> Bool {
+        byte > 0x20 && byte < 0x7F
     }
 
     /// RFC 3461 xtext decoding (`+2B` is "+"): how ENVID and ORCPT travel.

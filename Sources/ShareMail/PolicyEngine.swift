@@ -663,7 +663,7 @@ public struct PolicyEngine: Sendable {
     /// dot, bare local part, `+extension`) gets its plain form's verdict.
     func kind(of recipient: EnvelopeAddress) -> RecipientKind {
         guard let resolved = recipient.resolved, !resolved.isEmpty else { return .unplaced }
-        guard resolved.contains("@") else {
+        guard resolved.utf8.contains(UInt8(ascii: "@")) else {  // a byte, not Foundation's substring search
             // With append_at_myorigin = no, Postfix delivers a bare local
             // part to a local account: never a staff or unified mailbox.
             return resolved.allSatisfy({ !$0.isWhitespace && $0 != "<" && $0 != ">" }) ? .local : .unplaced

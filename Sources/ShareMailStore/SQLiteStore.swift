@@ -4,6 +4,7 @@
 // "database is locked"; the busy timeout covers other processes (the CLI).
 import Foundation
 import GRDB
+import GRDBSQLite
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -16,7 +17,7 @@ final class SQLiteStore: ConversationStore {
     private let file: FileIdentity  // the file opened, to notice it deleted or replaced
     private let timeout: Duration  // bound of each call
     private let logger: Logger
-    private let inFlight = InFlight(limit: 512)  // queued work, including abandoned calls
+    private let inFlight = InFlight(limit: 512)  // calls under way: more wait in a queue nobody bounds
     private let isClosed = Atomic<Bool>(false)
 
     /// The database and its WAL and SHM files: readable by the daemon's
@@ -187,6 +188,9 @@ final class SQLiteStore: ConversationStore {
     }
 
     // MARK: Queries
+    //
+    // The statements every message runs are cached (compiled once per connection): compiling
+    // SQL costs more than running these indexed lookups and inserts.
 
     func threadOwner(messageIDs: [String], mailbox: String) throws -> String? {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
@@ -204,7 +208,7 @@ final class SQLiteStore: ConversationStore {
         try read { try Self.lastStaff($0, customer: customer, mailbox: mailbox) }
     }
 
-    /// The three lookups in one read: one hop to GRDB's reader instead of three.
+    /// The three lookups on one reader.
     func recall(messageIDs: [String], customer: String?, mailbox: String, sticky: Bool) throws -> Recollection {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
         guard !ids.isEmpty || customer != nil else { return Recollection() }
@@ -218,12 +222,11 @@ final class SQLiteStore: ConversationStore {
 
     private static func threadOwner(_ db: Database, ids: [String], mailbox: String) throws -> String? {
         let rows = try Row.fetchCursor(
-            db,
-            sql: """
+            db.cachedStatement(sql: """
                 SELECT message_id, staff FROM sent
                 WHERE mailbox = ? AND message_id IN (\(databaseQuestionMarks(count: ids.count)))
                 ORDER BY time DESC, id DESC
-                """,
+                """),
             arguments: StatementArguments([mailbox] + ids))
         var owners: [String: String] = [:]
         while let row = try rows.next() {
@@ -235,27 +238,25 @@ final class SQLiteStore: ConversationStore {
 
     private static func assignedStaff(_ db: Database, ids: [String], customer: String?, mailbox: String) throws -> String? {
         try String.fetchOne(
-            db,
-            sql: """
+            db.cachedStatement(sql: """
                 SELECT staff FROM assignments
                 WHERE mailbox = ?
                   AND ((kind = 'thread' AND key IN (\(databaseQuestionMarks(count: ids.count))))
                        OR (kind = 'customer' AND key = ?))
                 ORDER BY kind = 'thread' DESC, time DESC
                 LIMIT 1
-                """,
+                """),
             arguments: StatementArguments([mailbox] + ids + [customer]))
     }
 
     private static func lastStaff(_ db: Database, customer: String, mailbox: String) throws -> String? {
         try String.fetchOne(
-            db,
-            sql: """
+            db.cachedStatement(sql: """
                 SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
                 WHERE sent_customer.mailbox = ? AND sent_customer.customer = ?
                 ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
                 LIMIT 1
-                """,
+                """),
             arguments: [mailbox, customer])
     }
 
@@ -271,6 +272,11 @@ final class SQLiteStore: ConversationStore {
         try record([.assignment(assignment, staff: staff, mailbox: mailbox, time: time)])
     }
 
+    /// A `time` column's value from a bound `Date.timeIntervalSince1970`: the text GRDB writes
+    /// for a `Date` (UTC, milliseconds), formatted by SQLite. Foundation's DateFormatter, which
+    /// GRDB uses, costs more than the insert itself.
+    static let time = "strftime('%Y-%m-%d %H:%M:%f', ?, 'unixepoch')"
+
     /// Every record in one write transaction: one commit for a batch.
     func record(_ records: [StoreRecord]) throws {
         guard !records.isEmpty else { return }
@@ -283,44 +289,37 @@ final class SQLiteStore: ConversationStore {
                 case .answered(let mailbox, let customers): try Self.answered(db, mailbox: mailbox, customers: customers)
                 case .assignment(let assignment, let staff, let mailbox, let time):
                     let (kind, key) = assignment.kindAndKey
-                    try db.execute(
-                        sql: """
-                            INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, ?)
-                            ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
-                            """,
-                        arguments: [kind, key, mailbox, staff, time])
+                    try db.cachedStatement(sql: """
+                        INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, \(Self.time))
+                        ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
+                        """).execute(arguments: [kind, key, mailbox, staff, time.timeIntervalSince1970])
                 }
             }
         }
     }
 
     private static func insert(_ db: Database, _ message: SentMessage) throws {
-        try db.execute(
-            sql: """
-                INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
-                """,
-            arguments: [message.messageID, message.staff, message.mailbox, message.time, message.queueID])
+        try db.cachedStatement(sql: """
+            INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, \(Self.time), ?)
+            ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
+            """).execute(arguments: [message.messageID, message.staff, message.mailbox, message.time.timeIntervalSince1970, message.queueID])
         guard db.changesCount == 1 else { return }  // already recorded (a retried call)
         let sentID = db.lastInsertedRowID
         for customer in message.customers.uniqued() {
-            try db.execute(
-                sql: "INSERT INTO sent_customer (sent_id, customer, mailbox, time) VALUES (?, ?, ?, ?)",
-                arguments: [sentID, customer, message.mailbox, message.time])
+            try db.cachedStatement(sql: "INSERT INTO sent_customer (sent_id, customer, mailbox, time) VALUES (?, ?, ?, \(Self.time))")
+                .execute(arguments: [sentID, customer, message.mailbox, message.time.timeIntervalSince1970])
         }
     }
 
     private static func insert(_ db: Database, _ entry: AuditEntry) throws {
-        let recipients = try String(decoding: JSONEncoder().encode(entry.recipients), as: UTF8.self)
-        try db.execute(
-            sql: """
-                INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-            arguments: [
-                entry.time, entry.queueID, entry.direction, entry.sender, recipients,
-                entry.action, entry.rule, entry.staff, entry.mailbox, entry.customer,
-            ])
+        // The recipients column is a JSON array, which SQLite's json_array writes.
+        try db.cachedStatement(sql: """
+            INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
+            VALUES (\(Self.time), ?, ?, ?, json_array(\(databaseQuestionMarks(count: entry.recipients.count))), ?, ?, ?, ?, ?)
+            """).execute(
+            arguments: StatementArguments([entry.time.timeIntervalSince1970, entry.queueID, entry.direction, entry.sender] as [(any DatabaseValueConvertible)?])
+                + StatementArguments(entry.recipients)
+                + StatementArguments([entry.action, entry.rule, entry.staff, entry.mailbox, entry.customer] as [(any DatabaseValueConvertible)?]))
     }
 
     func auditLog(_ filter: LogFilter) throws -> [AuditEntry] {
@@ -508,41 +507,54 @@ final class SQLiteStore: ConversationStore {
 
     // MARK: Bounded access
 
-    /// Runs `body` on one of GRDB's readers; gives up at the timeout.
-    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) throws -> T {
-        try bounded { pool, rendezvous, done in
-            pool.asyncRead { database in
-                defer { done() }
-                guard !rendezvous.isAbandoned else { return }  // nobody waits any more: skip the work
-                rendezvous.complete(Result { try body(database.get()) })
-            }
+    /// Runs `body` on one of GRDB's readers, on the calling thread. In WAL mode a read never waits
+    /// for the writer, so handing it to another thread and back (two wake-ups per message) would
+    /// cost more than the read itself. No transaction either: each statement reads a consistent
+    /// state of its own, and a record landing between a message's lookups only makes the later
+    /// answer newer; BEGIN and COMMIT would cost as much as a lookup.
+    private func read<T>(_ body: (Database) throws -> T) throws -> T {
+        try bounded { deadline in
+            try pool.unsafeRead { db in try Self.interrupting(db, at: deadline) { try body(db) } }
         }
     }
 
-    /// Runs `body` in a write transaction; gives up waiting at the timeout, but a write
-    /// already queued still lands (an audit row arriving late beats a lost one).
-    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) throws -> T {
-        try bounded { pool, rendezvous, done in
-            pool.asyncWrite(body) { _, result in
-                defer { done() }
-                rendezvous.complete(result)
-            }
+    /// Runs `body` in a write transaction, on the calling thread: the memory's writer thread,
+    /// the pruning thread or a command, never a message's session.
+    private func write<T>(_ body: (Database) throws -> T) throws -> T {
+        try bounded { deadline in
+            try pool.write { db in try Self.interrupting(db, at: deadline) { try body(db) } }
         }
     }
 
-    private func bounded<T: Sendable>(
-        _ start: (DatabasePool, Rendezvous<T>, @escaping @Sendable () -> Void) -> Void
-    ) throws -> T {
+    /// The one deadline of a call: another process's write lock is waited for by SQLite's busy
+    /// handler, and a statement still running at the deadline is interrupted by its progress
+    /// handler. Both count as a timeout.
+    private func bounded<T>(_ access: (Deadline) throws -> T) throws -> T {
         guard !isClosed.load(ordering: .acquiring) else { throw StoreError.closed }
-        let deadline = Deadline(after: timeout)
         try inFlight.enter()
-        let rendezvous = Rendezvous<T>()
-        start(pool, rendezvous) { [inFlight] in inFlight.leave() }
-        guard let result = rendezvous.wait(until: deadline) else { throw StoreError.timeout }
+        defer { inFlight.leave() }
+        let deadline = Deadline(after: timeout)
         do {
-            return try result.get()
+            return try access(deadline)
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_INTERRUPT || error.resultCode == .SQLITE_BUSY {
+            throw StoreError.timeout
         } catch let error as DatabaseError {
             throw StoreError.database(error.message ?? error.description)
+        }
+    }
+
+    /// Runs `body` with SQLite's progress handler watching `deadline`: every 1,000 virtual
+    /// machine steps it looks at the clock and, once the deadline has passed, makes the
+    /// running statement fail with SQLITE_INTERRUPT.
+    private static func interrupting<T>(_ db: Database, at deadline: Deadline, _ body: () throws -> T) throws -> T {
+        var limit = deadline.instant.uptimeNanoseconds
+        return try withUnsafeMutablePointer(to: &limit) { limit in
+            sqlite3_progress_handler(db.sqliteConnection, 1_000, { limit in
+                guard let limit else { return 0 }
+                return DispatchTime.now().uptimeNanoseconds > limit.load(as: UInt64.self) ? 1 : 0
+            }, limit)
+            defer { sqlite3_progress_handler(db.sqliteConnection, 0, nil, nil) }
+            return try body()
         }
     }
 }

@@ -90,9 +90,11 @@ struct Serve: ParsableCommand {
             socket: spec,
             actions: [.addHeaders, .changeHeaders, .addRecipients, .deleteRecipients, .changeSender],
             steps: readsBody ? [.connect, .mail, .recipient, .headers, .body] : [.connect, .mail, .recipient, .headers],
-            // Only RCPT can refuse something (and the body step says "skip");
-            // every other step goes on without making Postfix wait.
-            replies: readsBody ? [.recipient, .body] : [.recipient],
+            // Only RCPT can refuse something; every other step goes on
+            // without making Postfix wait. The body too: a reply there would
+            // let sharemail say "skip the rest", but every message would wait
+            // one more round trip to spare Postfix a few writes.
+            replies: [.recipient],
             // Postfix's own resolution of each address ({mail_addr},
             // {rcpt_addr}): sharemail classifies what Postfix will deliver to,
             // never the raw command. Asked for here, so main.cf's
