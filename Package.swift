@@ -120,7 +120,7 @@ let package = Package(
         // The command line as an admin meets it: golden output, exit codes, JSON.
         .testTarget(
             name: "CLITests",
-            dependencies: ["sharemail"],
+            dependencies: ["sharemail", "ShareMailStore"],
             resources: [.copy("Fixtures")]
         ),
         .testTarget(

@@ -100,19 +100,28 @@ public struct SharedMailbox: Sendable, Hashable {
     /// The manager's SASL login (defaults to `manager`): only the manager may
     /// reassign a thread by redirecting a message (Resent-*).
     public var managerLogin: String
-    /// Copy mail that names no staff to every staff.
-    public var forwardUnnamed: Bool
+    /// Who gets mail that names no staff besides the manager (`unnamed`).
+    public var unnamed: UnnamedRule
+    /// Copy mail that names no staff to every staff: `unnamed = "all"`.
+    public var forwardUnnamed: Bool {
+        get { unnamed == .all }
+        set { unnamed = newValue ? .all : .manager }
+    }
+    /// The display name staff mail leaves under (`from_name`).
+    public var fromName: FromNameTemplate
     /// Route a customer's unnamed mail to the staff who last wrote to them
     /// (needs `state`).
     public var stickyCustomers: Bool
     public var staff: [Staff]
 
     public init(address: EmailAddress, manager: EmailAddress? = nil, managerLogin: String? = nil,
-                forwardUnnamed: Bool = false, stickyCustomers: Bool = false, staff: [Staff]) {
+                forwardUnnamed: Bool = false, stickyCustomers: Bool = false, staff: [Staff],
+                unnamed: UnnamedRule? = nil, fromName: FromNameTemplate = .plain) {
         self.address = address
         self.manager = manager ?? address
         self.managerLogin = managerLogin ?? (manager ?? address).value
-        self.forwardUnnamed = forwardUnnamed
+        self.unnamed = unnamed ?? (forwardUnnamed ? .all : .manager)
+        self.fromName = fromName
         self.stickyCustomers = stickyCustomers
         self.staff = staff
     }
@@ -132,15 +141,23 @@ public struct Staff: Sendable, Hashable {
     public var receiveInternet: Bool
     /// May this staff mail the Internet.
     public var sendInternet: Bool
+    /// Away (holiday, leave): mail that would reach this staff goes to the
+    /// manager and the backup instead; round-robin skips them.
+    public var away: Bool
+    /// Who covers while away: a login or address of a staff of the same
+    /// mailbox, as written (the Directory resolves it).
+    public var backup: String?
 
     public init(name: String, aliases: [String] = [], address: EmailAddress, login: String? = nil,
-                receiveInternet: Bool = false, sendInternet: Bool = true) {
+                receiveInternet: Bool = false, sendInternet: Bool = true, away: Bool = false, backup: String? = nil) {
         self.name = name
         self.aliases = aliases
         self.address = address
         self.login = login ?? address.value
         self.receiveInternet = receiveInternet
         self.sendInternet = sendInternet
+        self.away = away
+        self.backup = backup
     }
 
     /// Every name that routes to this staff, normalised for matching.
@@ -172,6 +189,8 @@ public struct Directory: Sendable {
     /// Local part → the configured address (unified or staff) it belongs
     /// to, for recipients Postfix delivers by local part alone (local(8)).
     let addressByLocalPart: [Substring: EmailAddress]
+    /// Each staff's `backup`, resolved within their mailbox.
+    let backups: [StaffReference: StaffReference]
 
     /// Builds the tables. The loader has already refused duplicates; should
     /// one slip through (a configuration built in code), the first wins.
@@ -194,6 +213,14 @@ public struct Directory: Sendable {
                 for key in staff.matchKeys where byName[key] == nil { byName[key] = s }
                 local.insert(staff.address)
             }
+            // A customer answers the name mail left under: the rendered
+            // `from_name` routes like the plain name.
+            if !mailbox.fromName.isPlain {
+                for (s, staff) in mailbox.staff.enumerated() {
+                    let key = NameNormalizer.normalize(mailbox.fromName.render(staff.name))
+                    if !key.isEmpty, byName[key] == nil { byName[key] = s }
+                }
+            }
             names.append(byName)
         }
         staffByAddress = byAddress
@@ -209,6 +236,28 @@ public struct Directory: Sendable {
             }
         }
         addressByLocalPart = byLocalPart
+        var backups: [StaffReference: StaffReference] = [:]
+        for (m, mailbox) in configuration.mailboxes.enumerated() {
+            for (s, staff) in mailbox.staff.enumerated() {
+                guard let text = staff.backup else { continue }
+                let found = byLogin[text.lowercased()] ?? EmailAddress(text).flatMap { byAddress[$0] }
+                if let found, found.mailbox == m, found.staff != s { backups[StaffReference(mailbox: m, staff: s)] = found }
+            }
+        }
+        self.backups = backups
+    }
+
+    /// Some mailbox gives new conversations round-robin (the only rule
+    /// that needs a second word with the memory).
+    public var hasRoundRobin: Bool { configuration.mailboxes.contains { $0.unnamed == .roundRobin } }
+
+    /// Who covers for `reference` while they are away (nil: the manager alone).
+    public func backup(of reference: StaffReference) -> StaffReference? { backups[reference] }
+
+    /// The display name mail of this staff leaves under: the mailbox's
+    /// `from_name` rendered with the staff's name.
+    public func publicName(_ reference: StaffReference) -> String {
+        mailbox(reference).fromName.render(staff(reference).name)
     }
 
     public func staff(_ reference: StaffReference) -> Staff {

@@ -60,8 +60,10 @@ private struct Reader {
     static let topKeys: Set<String> = ["socket", "socket_mode", "socket_owner", "socket_group", "trusted_networks",
                                        "header_fallback_charset", "recipient_delimiter", "log", "log_level", "metrics", "state",
                                        "retention_days", "state_timeout_ms", "drain_timeout_seconds", "mailbox"]
-    static let mailboxKeys: Set<String> = ["address", "manager", "manager_login", "forward_unnamed", "sticky_customers", "staff"]
-    static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet"]
+    static let mailboxKeys: Set<String> = ["address", "manager", "manager_login", "forward_unnamed", "sticky_customers", "staff",
+                                           "unnamed", "from_name"]
+    static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet",
+                                         "away", "backup"]
 
     init(file: String, locator: KeyLocator) {
         self.file = file
@@ -142,6 +144,11 @@ private struct Reader {
             problem("", "no [[mailbox]] is configured: sharemail would do nothing", severity: .warning)
         }
         checkDuplicates(teams)
+        checkBackups(teams)
+        // The turn lives in the conversation memory: without one there is nobody to ask.
+        for team in teams where team.mailbox?.unnamed == .roundRobin && state == nil {
+            problem(team.path + ".unnamed", "\"round-robin\" needs the conversation memory, which holds the turn: remove state = \"off\" or choose \"manager\" or \"all\"")
+        }
         return Configuration(socket: socket, socketMode: mode, socketOwner: string(table, "socket_owner", path: ""),
                              socketGroup: string(table, "socket_group", path: ""), trustedNetworks: networks,
                              headerFallbackCharset: charset, recipientDelimiter: delimiter, log: log, logLevel: level, metrics: metrics,
@@ -160,6 +167,22 @@ private struct Reader {
             problem(path + ".manager_login", "\"\(managerLogin)\" is not a usable SASL login")
         }
         let forward = bool(table, "forward_unnamed", path: path) ?? false
+        var unnamed: UnnamedRule?
+        if let text = string(table, "unnamed", path: path) {
+            unnamed = UnnamedRule(rawValue: text)
+            if unnamed == nil {
+                problem(path + ".unnamed", "\"\(text)\" is not a rule: use \(UnnamedRule.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))")
+            }
+            if table["forward_unnamed"] != nil {
+                problem(path + ".forward_unnamed", "unnamed and forward_unnamed are both set: keep unnamed (forward_unnamed = true is \"all\", false is \"manager\")")
+            }
+        }
+        var fromName = FromNameTemplate.plain
+        if let text = string(table, "from_name", path: path) {
+            if let template = FromNameTemplate(text) { fromName = template } else {
+                problem(path + ".from_name", FromNameTemplate.problem(in: text) ?? "\"\(text)\" is not a usable template")
+            }
+        }
         let sticky = bool(table, "sticky_customers", path: path) ?? false
         var staff: [Staff] = []
         if let value = table["staff"] {
@@ -177,7 +200,7 @@ private struct Reader {
         }
         guard let address else { return (nil, staff) }
         return (SharedMailbox(address: address, manager: manager, managerLogin: managerLogin, forwardUnnamed: forward, stickyCustomers: sticky,
-                              staff: staff), staff)
+                              staff: staff, unnamed: unnamed, fromName: fromName), staff)
     }
 
     mutating func staff(_ table: TOMLTable, path: String) -> Staff? {
@@ -196,8 +219,11 @@ private struct Reader {
         }
         let receive = bool(table, "receive_internet", path: path) ?? false
         let send = bool(table, "send_internet", path: path) ?? true
+        let away = bool(table, "away", path: path) ?? false
+        let backup = string(table, "backup", path: path)
         guard let name, let address else { return nil }
-        return Staff(name: name, aliases: aliases, address: address, login: login, receiveInternet: receive, sendInternet: send)
+        return Staff(name: name, aliases: aliases, address: address, login: login, receiveInternet: receive, sendInternet: send,
+                     away: away, backup: backup)
     }
 
     /// Duplicates make routing ambiguous: each is an error naming both places.
@@ -271,6 +297,48 @@ private struct Reader {
                         names[key] = path
                     }
                 }
+            }
+        }
+    }
+
+    /// A backup covers within the mailbox (its mail leaves as that
+    /// unified address), is there (not away itself), and no chain of
+    /// backups comes back to where it started.
+    mutating func checkBackups(_ teams: [Team]) {
+        func find(_ text: String, in staff: [Staff]) -> Int? {
+            staff.firstIndex { $0.login.lowercased() == text.lowercased() }
+                ?? EmailAddress(text).flatMap { address in staff.firstIndex { $0.address == address } }
+        }
+        for team in teams {
+            var target: [Int: Int] = [:]
+            for (s, staff) in team.staff.enumerated() {
+                guard let text = staff.backup else { continue }
+                let path = "\(team.path).staff[\(s)].backup"
+                guard let b = find(text, in: team.staff) else {
+                    if let other = teams.first(where: { $0.path != team.path && find(text, in: $0.staff) != nil }) {
+                        problem(path, "\"\(text)\" is staff of \(other.path), another mailbox: a backup must be staff of the same mailbox")
+                    } else {
+                        problem(path, "\"\(text)\" is no login or address of a staff of this mailbox")
+                    }
+                    continue
+                }
+                target[s] = b
+                if team.staff[b].away, b != s {
+                    problem(path, "\(team.staff[b].name) is away too: mail would reach nobody but the manager; choose a backup who is there")
+                }
+            }
+            var reported = Set<Int>()
+            for start in target.keys.sorted() where !reported.contains(start) {
+                var seen = [start]
+                var next = target[start]
+                while let current = next, !seen.contains(current) {
+                    seen.append(current)
+                    next = target[current]
+                }
+                guard let current = next, current == start else { continue }
+                reported.formUnion(seen)
+                let names = (seen + [start]).map { team.staff[$0].name }.joined(separator: " → ")
+                problem("\(team.path).staff[\(start)].backup", "backups go round in a cycle (\(names)): each must end with a staff who has none")
             }
         }
     }

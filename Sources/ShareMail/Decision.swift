@@ -82,6 +82,9 @@ public struct Decision: Sendable, Hashable {
     public var mailbox: EmailAddress?
     /// What the conversation memory should remember.
     public var memoryUpdates: [MemoryUpdate] = []
+    /// Staff the message would have reached but who are away: their
+    /// backup (if any) and the manager got it instead.
+    public var away: [EmailAddress] = []
 
     public init(action: Action, role: SenderRole) {
         self.action = action
@@ -110,4 +113,10 @@ public enum MemoryUpdate: Sendable, Hashable {
     /// The manager redirected a customer's message to a staff: the thread
     /// belongs to that staff from now on.
     case assignThread(messageID: String, staff: EmailAddress, mailbox: EmailAddress)
+    /// Round-robin gave the conversation this customer's message starts to
+    /// a staff: the thread is theirs, as if they had written it.
+    case turnGiven(messageID: String, staff: EmailAddress, mailbox: EmailAddress, customer: EmailAddress)
+    /// A customer wrote to a unified address and waits for a staff's answer
+    /// (`sharemail pending`); `staff` has it, nil: nobody in particular.
+    case customerWrote(customer: EmailAddress, mailbox: EmailAddress, staff: EmailAddress?, subject: String)
 }

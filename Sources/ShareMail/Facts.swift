@@ -90,11 +90,16 @@ public struct ConversationMemory: Sendable, Hashable {
     public var threadOwner: EmailAddress?
     /// The staff who last wrote to this customer.
     public var lastStaff: EmailAddress?
+    /// The staff whose round-robin turn this message took (see
+    /// `PolicyEngine.turnRequests`).
+    public var turn: EmailAddress?
 
-    public init(assigned: EmailAddress? = nil, threadOwner: EmailAddress? = nil, lastStaff: EmailAddress? = nil) {
+    public init(assigned: EmailAddress? = nil, threadOwner: EmailAddress? = nil, lastStaff: EmailAddress? = nil,
+                turn: EmailAddress? = nil) {
         self.assigned = assigned
         self.threadOwner = threadOwner
         self.lastStaff = lastStaff
+        self.turn = turn
     }
 }
 

@@ -152,6 +152,7 @@ public struct PolicyEngine: Sendable {
                 for reference in staff { plan.add(directory.staff(reference).address) }
                 plan.decision.staff += staff.map { directory.staff($0).address }
                 plan.decision.rule = rule
+                noteWaiting(&plan, mailbox: mailbox, staff: staff, rule: rule)
             case .staff(let reference):
                 let staff = directory.staff(reference)
                 let mailbox = directory.mailbox(reference)
@@ -190,11 +191,11 @@ public struct PolicyEngine: Sendable {
         }
         if let reference = member(memory?.assigned, of: m) {
             plan.reason("assigned: this thread or customer is assigned to \(directory.staff(reference).name)")
-            return ([reference], "assigned")
+            return (covering([reference], plan: &plan), "assigned")
         }
         if let reference = member(memory?.threadOwner, of: m) {
             plan.reason("thread: answers a message \(directory.staff(reference).name) sent: \(directory.staff(reference).name) only")
-            return ([reference], "thread")
+            return (covering([reference], plan: &plan), "thread")
         }
         // Auto-generated mail (bounces, auto-replies, lists) belongs to its
         // thread or to the manager: a name or a sticky customer is not
@@ -205,18 +206,105 @@ public struct PolicyEngine: Sendable {
         }
         if !named.isEmpty {
             plan.reason("rule 4: named staff only: \(named.map { directory.staff($0).name }.joined(separator: ", "))")
-            return (named, "named")
+            return (covering(named, plan: &plan), "named")
         }
         if mailbox.stickyCustomers, let reference = member(memory?.lastStaff, of: m) {
             plan.reason("sticky: \(directory.staff(reference).name) wrote to this customer last")
-            return ([reference], "sticky")
+            return (covering([reference], plan: &plan), "sticky")
         }
-        if mailbox.forwardUnnamed {
-            plan.reason("rule 1: no staff named; forward_unnamed copies to all \(mailbox.staff.count) staff of \(mailbox.address)")
-            return (Array(mailbox.staff.indices.map { StaffReference(mailbox: m, staff: $0) }), "unnamed")
+        switch mailbox.unnamed {
+        case .all:
+            let present = mailbox.staff.indices.filter { !mailbox.staff[$0].away }
+            let away = mailbox.staff.count - present.count
+            plan.reason("rule 1: no staff named; forward_unnamed copies to all \(present.count) staff of \(mailbox.address)"
+                        + (away > 0 ? " (\(away) away)" : ""))
+            return (present.map { StaffReference(mailbox: m, staff: $0) }, "unnamed")
+        case .roundRobin:
+            return roundRobin(mailbox: m, plan: &plan)
+        case .manager:
+            plan.reason("rule 1: no staff named; forward_unnamed is off: manager only")
+            return ([], "unnamed")
         }
-        plan.reason("rule 1: no staff named; forward_unnamed is off: manager only")
+    }
+
+    /// Round-robin: a message that starts a conversation goes to the staff
+    /// whose turn the memory gave it. Without a turn (the memory off, slow,
+    /// or not asked yet: `turnRequests`) the manager alone gets it, as a
+    /// message nobody can place would.
+    private func roundRobin(mailbox m: Int, plan: inout Plan) -> ([StaffReference], String) {
+        let mailbox = directory.configuration.mailboxes[m]
+        let available = mailbox.staff.filter { !$0.away }.map(\.address)
+        guard !available.isEmpty else {
+            plan.reason("round-robin: every staff of \(mailbox.address) is away: manager only")
+            return ([], "unnamed")
+        }
+        if let reference = member(plan.facts.memory[mailbox.address]?.turn, of: m), !directory.staff(reference).away {
+            let staff = directory.staff(reference)
+            plan.reason("round-robin: a new conversation, \(staff.name)'s turn")
+            // The customer's message opens the thread: their next message in it,
+            // and answers to the staff's reply, follow it to the same staff.
+            if let customer = address(of: plan.facts.sender), let messageID = messageID(of: plan.facts) {
+                plan.decision.memoryUpdates.append(.turnGiven(messageID: messageID, staff: staff.address,
+                                                              mailbox: mailbox.address, customer: customer))
+            }
+            return ([reference], "round-robin")
+        }
+        plan.turnRequests.append(TurnRequest(mailbox: mailbox.address, order: mailbox.staff.map(\.address), available: available))
+        plan.reason(plan.facts.memoryUnavailable
+            ? "round-robin: the conversation memory, which holds the turn, did not answer: manager only"
+            : "round-robin: a new conversation goes to the staff whose turn it is; no turn was taken (sharemail check takes none): manager only")
         return ([], "unnamed")
+    }
+
+    /// Mail for a staff who is away goes to their backup (and, as all
+    /// mail, to the manager); without a backup, to the manager alone.
+    private func covering(_ chosen: [StaffReference], plan: inout Plan) -> [StaffReference] {
+        guard chosen.contains(where: { directory.staff($0).away }) else { return chosen }
+        var result: [StaffReference] = []
+        for reference in chosen {
+            let staff = directory.staff(reference)
+            guard staff.away else {
+                if !result.contains(reference) { result.append(reference) }
+                continue
+            }
+            plan.decision.away.append(staff.address)
+            if let backup = directory.backup(of: reference), !directory.staff(backup).away {
+                plan.reason("away: \(staff.name) is away: to the manager and the backup \(directory.staff(backup).name)")
+                if !result.contains(backup) { result.append(backup) }
+            } else {
+                plan.reason("away: \(staff.name) is away and has no backup: manager only")
+            }
+        }
+        return result
+    }
+
+    /// A customer's message (not auto-generated) to a unified address waits
+    /// for a staff's answer: the memory keeps it for `sharemail pending`.
+    private func noteWaiting(_ plan: inout Plan, mailbox: SharedMailbox, staff: [StaffReference], rule: String) {
+        guard rule != "auto", let customer = address(of: plan.facts.sender) else { return }
+        let subject = plan.facts.headers.first { $0.name.caseInsensitiveEquals("Subject") }
+            .map { Substring(decoder.unstructured(decoder.text(fromRaw: $0.raw))).trimmingSpaces } ?? ""
+        plan.decision.memoryUpdates.append(.customerWrote(
+            customer: customer, mailbox: mailbox.address,
+            staff: staff.count == 1 ? directory.staff(staff[0]).address : nil, subject: String(subject)))
+    }
+
+    /// The Message-ID of the message itself, without <>.
+    private func messageID(of facts: MessageFacts) -> String? {
+        facts.headers.lazy.filter { $0.name.caseInsensitiveEquals("Message-ID") }
+            .compactMap { MessageIDs.parse(self.decoder.text(fromRaw: $0.raw)).first }.first
+    }
+
+    /// The round-robin turns a message needs before `decide`: one per
+    /// round-robin mailbox where it starts a conversation (no assignment,
+    /// thread, name or sticky customer places it; not auto-generated). Ask
+    /// after the memory's lookups are in `facts.memory`; most messages need
+    /// none, and then the memory is not asked again.
+    public func turnRequests(_ facts: MessageFacts) -> [TurnRequest] {
+        guard directory.hasRoundRobin, case (.internet, _) = role(of: facts.submission, sender: facts.sender) else { return [] }
+        var plan = Plan(facts: facts, role: .internet, directory: directory)
+        routeInbound(&plan)
+        return plan.turnRequests
     }
 
     /// The staff reference of `address` if it is staff of mailbox `m` (the
@@ -415,7 +503,8 @@ public struct PolicyEngine: Sendable {
     /// Message-ID the message leaves with.
     private func rewriteHeaders(_ plan: inout Plan, staff: Staff, mailbox: SharedMailbox) -> String {
         let smtpUTF8 = plan.facts.smtpUTF8
-        let from = HeaderEncoder.mailbox(displayName: staff.name, address: mailbox.address.value, smtpUTF8: smtpUTF8)
+        let from = HeaderEncoder.mailbox(displayName: mailbox.fromName.render(staff.name), address: mailbox.address.value,
+                                         smtpUTF8: smtpUTF8)
         var occurrences: [String: Int] = [:]
         var deletions: [HeaderChange] = []
         var sawFrom = false
@@ -506,7 +595,7 @@ public struct PolicyEngine: Sendable {
             if let rewritten = decoder.rewritingMailboxes(inRaw: plain, { mailbox in
                 guard let address = scanner.normalize(mailbox.address),
                       let reference = staffReference(matching: address) else { return nil }
-                return HeaderEncoder.mailbox(displayName: directory.staff(reference).name,
+                return HeaderEncoder.mailbox(displayName: directory.publicName(reference),
                                              address: directory.mailbox(reference).address.value, smtpUTF8: smtpUTF8)
             }) {
                 bytes = rewritten
@@ -640,6 +729,8 @@ private struct Plan {
     var decision: Decision
     /// The recipients the message has, by the address Postfix delivers to.
     var present: Set<EmailAddress>
+    /// Round-robin turns the decision lacked (see `PolicyEngine.turnRequests`).
+    var turnRequests: [TurnRequest] = []
 
     init(facts: MessageFacts, role: SenderRole, directory: Directory) {
         self.facts = facts

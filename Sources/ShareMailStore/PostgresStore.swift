@@ -105,7 +105,34 @@ final class PostgresStore: ConversationStore {
                 "CREATE INDEX audit_staff ON audit (staff, time)",
                 "CREATE INDEX audit_customer ON audit (customer, time)",
             ]
-        )
+        ),
+        (
+            2, "round-robin turns, pending conversations",
+            [
+                // Round-robin: who took the last turn, per unified address.
+                """
+                CREATE TABLE turns (
+                    mailbox text PRIMARY KEY,          -- unified address
+                    staff text NOT NULL,               -- staff address given the last turn
+                    time timestamptz NOT NULL          -- when
+                )
+                """,
+                // Conversations waiting for a staff's answer: one row per customer and unified
+                // address, from their first unanswered message; a staff's mail to them deletes it.
+                """
+                CREATE TABLE waiting (
+                    mailbox text NOT NULL,             -- unified address written to
+                    customer text NOT NULL,            -- customer address (lower-case)
+                    time timestamptz NOT NULL,         -- the first unanswered message
+                    latest timestamptz NOT NULL,       -- the customer's latest message
+                    subject text NOT NULL,             -- Subject of the first unanswered message
+                    staff text,                        -- who has it; NULL: unassigned
+                    PRIMARY KEY (mailbox, customer)
+                )
+                """,
+                "CREATE INDEX waiting_time ON waiting (time)",
+            ]
+        ),
     ]
 
     /// Applies the missing migrations in one transaction, holding an advisory lock so that
@@ -261,7 +288,7 @@ final class PostgresStore: ConversationStore {
 
     func prune(olderThan date: Date) throws -> Int {
         var removed = 0
-        for table in ["sent", "audit", "assignments"] {
+        for table in ["sent", "audit", "assignments", "waiting"] {
             while true {
                 // One short statement per batch: never a long lock on a table mail writes to.
                 let result = try execute(
@@ -278,6 +305,125 @@ final class PostgresStore: ConversationStore {
         }
         if removed > 0 { logger.info("pruned conversation store", metadata: ["rows": "\(removed)"]) }
         return removed
+    }
+
+    // MARK: Round-robin, pending conversations, forgetting a customer
+
+    /// One statement: INSERT … ON CONFLICT DO UPDATE locks the mailbox's row and computes the
+    /// next staff from the row as the last committed turn left it, so hosts sharing the
+    /// database take turns one after the other (never the same staff twice, never one skipped).
+    func takeTurn(mailbox: String, order: [String], available: [String], at time: Date) throws -> String? {
+        guard let first = Turns.next(after: nil, order: order, available: available) else { return nil }
+        return try query(
+            """
+            INSERT INTO turns AS t (mailbox, staff, time) VALUES (\(mailbox), \(first), \(time))
+            ON CONFLICT (mailbox) DO UPDATE SET time = EXCLUDED.time, staff = COALESCE(
+                (SELECT o.staff FROM unnest(\(order)::text[]) WITH ORDINALITY AS o(staff, position)
+                 WHERE o.staff = ANY(\(available)::text[])
+                   AND o.position > COALESCE(array_position(\(order)::text[], t.staff), 0)
+                 ORDER BY o.position LIMIT 1),
+                EXCLUDED.staff)
+            RETURNING staff
+            """
+        ).first?.decode(String.self)
+    }
+
+    func recordWaiting(_ message: WaitingMessage) throws {
+        try query(
+            """
+            INSERT INTO waiting AS w (mailbox, customer, time, latest, subject, staff)
+            VALUES (\(message.mailbox), \(message.customer), \(message.time), \(message.time), \(message.subject), \(message.staff))
+            ON CONFLICT (mailbox, customer) DO UPDATE
+                SET latest = EXCLUDED.latest, staff = COALESCE(EXCLUDED.staff, w.staff)
+            """)
+    }
+
+    func recordAnswered(mailbox: String, customers: [String]) throws {
+        let customers = customers.uniqued()
+        guard !customers.isEmpty else { return }
+        try query("DELETE FROM waiting WHERE mailbox = \(mailbox) AND customer = ANY(\(customers)::text[])")
+    }
+
+    func pending(_ filter: PendingFilter) throws -> [PendingConversation] {
+        var binds = PostgresBindings()
+        var conditions: [String] = []
+        if let mailbox = filter.mailbox {
+            binds.append(mailbox)
+            conditions.append("mailbox = $\(binds.count)")
+        }
+        if let since = filter.waitingSince {
+            binds.append(since)
+            conditions.append("time <= $\(binds.count)")
+        }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let rows = try query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT mailbox, customer, subject, staff, time, latest FROM waiting \(whereClause)
+                    ORDER BY time, mailbox, customer
+                    """,
+                binds: binds))
+        return try rows.map { row in
+            let (mailbox, customer, subject, staff, since, latest) = try row.decode((String, String, String, String?, Date, Date).self)
+            return PendingConversation(mailbox: mailbox, customer: customer, subject: subject, staff: staff, since: since, latest: latest)
+        }
+    }
+
+    func pendingSummary() throws -> [PendingSummary] {
+        try query("SELECT mailbox, COUNT(*)::bigint, MIN(time) FROM waiting GROUP BY mailbox ORDER BY mailbox").map { row in
+            let (mailbox, count, oldest) = try row.decode((String, Int64, Date).self)
+            return PendingSummary(mailbox: mailbox, count: Int(count), oldest: oldest)
+        }
+    }
+
+    func forget(customer: String, dryRun: Bool) throws -> ForgetReport {
+        let customer = customer.lowercased()
+        // The audit stores envelope addresses as written: compare without case.
+        let auditMatch = """
+            lower(customer) = $1 OR lower(sender) = $1 OR EXISTS (SELECT 1 FROM unnest(recipients) AS r WHERE lower(r) = $1)
+            """
+        func bound(_ sql: String) -> PostgresQuery {
+            var binds = PostgresBindings()
+            binds.append(customer)
+            return PostgresQuery(unsafeSQL: sql, binds: binds)
+        }
+        let counting = bound(
+            """
+            SELECT (SELECT COUNT(DISTINCT sent_id) FROM sent_customer WHERE customer = $1)::bigint,
+                   (SELECT COUNT(*) FROM assignments WHERE kind = 'customer' AND key = $1)::bigint,
+                   (SELECT COUNT(*) FROM audit WHERE \(auditMatch))::bigint,
+                   (SELECT COUNT(*) FROM waiting WHERE customer = $1)::bigint
+            """)
+        let deadline = Deadline(after: timeout)
+        return try pool.withConnection(deadline: deadline) { connection in
+            func run(_ query: PostgresQuery) throws -> PostgresQueryResult {
+                try pool.query(query, on: connection, deadline: deadline)
+            }
+            _ = try run("BEGIN")
+            do {
+                guard let row = try run(counting).rows.first else { throw StoreError.database("forget: no counts") }
+                let (sent, assignments, audit, waiting) = try row.decode((Int64, Int64, Int64, Int64).self)
+                let report = ForgetReport(sentMessages: Int(sent), assignments: Int(assignments), auditEntries: Int(audit),
+                                          pendingConversations: Int(waiting))
+                if !dryRun {
+                    // A message that also went to others keeps them: only this customer's link goes.
+                    _ = try run(bound(
+                        """
+                        WITH unlinked AS (DELETE FROM sent_customer WHERE customer = $1 RETURNING sent_id)
+                        DELETE FROM sent WHERE id IN (SELECT sent_id FROM unlinked)
+                          AND NOT EXISTS (SELECT 1 FROM sent_customer c WHERE c.sent_id = sent.id AND c.customer <> $1)
+                        """))
+                    _ = try run(bound("DELETE FROM assignments WHERE kind = 'customer' AND key = $1"))
+                    _ = try run(bound("DELETE FROM audit WHERE \(auditMatch)"))
+                    _ = try run(bound("DELETE FROM waiting WHERE customer = $1"))
+                }
+                _ = try run(dryRun ? "ROLLBACK" : "COMMIT")
+                return report
+            } catch {
+                _ = try? run("ROLLBACK")
+                throw error
+            }
+        }
     }
 
     func close() {

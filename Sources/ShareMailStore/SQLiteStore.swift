@@ -159,6 +159,31 @@ final class SQLiteStore: ConversationStore {
                     CREATE INDEX audit_customer ON audit (customer, time);
                     """)
         }
+        migrator.registerMigration("v2") { db in
+            try db.execute(
+                sql: """
+                    -- Round-robin: who took the last turn, per unified address.
+                    CREATE TABLE turns (
+                        mailbox TEXT PRIMARY KEY,         -- unified address
+                        staff TEXT NOT NULL,              -- staff address given the last turn
+                        time DATETIME NOT NULL            -- when
+                    );
+
+                    -- Conversations waiting for a staff's answer: one row per customer and
+                    -- unified address, from their first unanswered message; a staff's mail
+                    -- to the customer deletes it.
+                    CREATE TABLE waiting (
+                        mailbox TEXT NOT NULL,            -- unified address written to
+                        customer TEXT NOT NULL,           -- customer address (lower-case)
+                        time DATETIME NOT NULL,           -- the first unanswered message (UTC)
+                        latest DATETIME NOT NULL,         -- the customer's latest message
+                        subject TEXT NOT NULL,            -- Subject of the first unanswered message
+                        staff TEXT,                       -- who has it; NULL: unassigned
+                        PRIMARY KEY (mailbox, customer)
+                    );
+                    CREATE INDEX waiting_time ON waiting (time);
+                    """)
+        }
         return migrator
     }
 
@@ -260,6 +285,8 @@ final class SQLiteStore: ConversationStore {
                 switch record {
                 case .sent(let message): try Self.insert(db, message)
                 case .audit(let entry): try Self.insert(db, entry)
+                case .waiting(let message): try Self.insert(db, message)
+                case .answered(let mailbox, let customers): try Self.answered(db, mailbox: mailbox, customers: customers)
                 case .assignment(let assignment, let staff, let mailbox, let time):
                     let (kind, key) = assignment.kindAndKey
                     try db.cachedStatement(sql: """
@@ -332,7 +359,7 @@ final class SQLiteStore: ConversationStore {
 
     func prune(olderThan date: Date) throws -> Int {
         var removed = 0
-        for table in ["sent", "audit", "assignments"] {
+        for table in ["sent", "audit", "assignments", "waiting"] {
             while true {
                 // One short write transaction per batch, so mail's writes slip in between.
                 let count = try write { db in
@@ -358,6 +385,123 @@ final class SQLiteStore: ConversationStore {
             try pool.close()
         } catch {
             logger.warning("closing conversation store: \(error)")
+        }
+    }
+
+    // MARK: Round-robin, pending conversations, forgetting a customer
+
+    /// Read, choose and write in one write transaction: SQLite's write lock (BEGIN IMMEDIATE)
+    /// serialises takers in this process and in any other on the same file.
+    func takeTurn(mailbox: String, order: [String], available: [String], at time: Date) throws -> String? {
+        guard !available.isEmpty else { return nil }
+        return try write { db in
+            let last = try String.fetchOne(db, sql: "SELECT staff FROM turns WHERE mailbox = ?", arguments: [mailbox])
+            guard let next = Turns.next(after: last, order: order, available: available) else { return nil }
+            try db.execute(
+                sql: """
+                    INSERT INTO turns (mailbox, staff, time) VALUES (?, ?, ?)
+                    ON CONFLICT (mailbox) DO UPDATE SET staff = excluded.staff, time = excluded.time
+                    """,
+                arguments: [mailbox, next, time])
+            return next
+        }
+    }
+
+    func recordWaiting(_ message: WaitingMessage) throws {
+        try record([.waiting(message)])
+    }
+
+    func recordAnswered(mailbox: String, customers: [String]) throws {
+        try record([.answered(mailbox: mailbox, customers: customers)])
+    }
+
+    private static func insert(_ db: Database, _ message: WaitingMessage) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO waiting (mailbox, customer, time, latest, subject, staff) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (mailbox, customer) DO UPDATE
+                    SET latest = excluded.latest, staff = COALESCE(excluded.staff, waiting.staff)
+                """,
+            arguments: [message.mailbox, message.customer, message.time, message.time, message.subject, message.staff])
+    }
+
+    private static func answered(_ db: Database, mailbox: String, customers: [String]) throws {
+        let customers = customers.uniqued()
+        guard !customers.isEmpty else { return }
+        try db.execute(
+            sql: "DELETE FROM waiting WHERE mailbox = ? AND customer IN (\(databaseQuestionMarks(count: customers.count)))",
+            arguments: StatementArguments([mailbox] + customers))
+    }
+
+    func pending(_ filter: PendingFilter) throws -> [PendingConversation] {
+        var conditions: [String] = []
+        var arguments = StatementArguments()
+        if let mailbox = filter.mailbox {
+            conditions.append("mailbox = ?")
+            arguments += [mailbox]
+        }
+        if let since = filter.waitingSince {
+            conditions.append("time <= ?")
+            arguments += [since]
+        }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let sql = """
+            SELECT mailbox, customer, subject, staff, time, latest FROM waiting \(whereClause)
+            ORDER BY time, mailbox, customer
+            """
+        return try read { [arguments] db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+                PendingConversation(mailbox: row["mailbox"], customer: row["customer"], subject: row["subject"],
+                                    staff: row["staff"], since: row["time"], latest: row["latest"])
+            }
+        }
+    }
+
+    func pendingSummary() throws -> [PendingSummary] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT mailbox, COUNT(*), MIN(time) FROM waiting GROUP BY mailbox ORDER BY mailbox").map { row in
+                PendingSummary(mailbox: row[0], count: row[1], oldest: row[2])
+            }
+        }
+    }
+
+    func forget(customer: String, dryRun: Bool) throws -> ForgetReport {
+        let customer = customer.lowercased()
+        // The audit stores envelope addresses as written: compare without case.
+        let auditMatch = """
+            lower(customer) = ?1 OR lower(sender) = ?1
+            OR EXISTS (SELECT 1 FROM json_each(audit.recipients) WHERE lower(json_each.value) = ?1)
+            """
+        let count: @Sendable (Database) throws -> ForgetReport = { db in
+            ForgetReport(
+                sentMessages: try Int.fetchOne(db, sql: "SELECT COUNT(DISTINCT sent_id) FROM sent_customer WHERE customer = ?",
+                                               arguments: [customer]) ?? 0,
+                assignments: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM assignments WHERE kind = 'customer' AND key = ?",
+                                              arguments: [customer]) ?? 0,
+                auditEntries: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit WHERE \(auditMatch)", arguments: [customer]) ?? 0,
+                pendingConversations: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM waiting WHERE customer = ?",
+                                                       arguments: [customer]) ?? 0)
+        }
+        if dryRun { return try read(count) }
+        return try write { db in
+            let report = try count(db)
+            // A message that also went to others keeps them: only this customer's link goes.
+            let sentIDs = try Int64.fetchAll(db, sql: "SELECT DISTINCT sent_id FROM sent_customer WHERE customer = ?",
+                                             arguments: [customer])
+            try db.execute(sql: "DELETE FROM sent_customer WHERE customer = ?", arguments: [customer])
+            for start in stride(from: 0, to: sentIDs.count, by: Stores.pruneBatch) {
+                let batch = Array(sentIDs[start..<min(start + Stores.pruneBatch, sentIDs.count)])
+                try db.execute(
+                    sql: """
+                        DELETE FROM sent WHERE id IN (\(databaseQuestionMarks(count: batch.count)))
+                          AND NOT EXISTS (SELECT 1 FROM sent_customer WHERE sent_id = sent.id)
+                        """,
+                    arguments: StatementArguments(batch))
+            }
+            try db.execute(sql: "DELETE FROM assignments WHERE kind = 'customer' AND key = ?", arguments: [customer])
+            try db.execute(sql: "DELETE FROM audit WHERE \(auditMatch)", arguments: [customer])
+            try db.execute(sql: "DELETE FROM waiting WHERE customer = ?", arguments: [customer])
+            return report
         }
     }
 

@@ -132,6 +132,10 @@ public enum StoreRecord: Sendable, Hashable {
     case sent(SentMessage)
     case assignment(Assignment, staff: String, mailbox: String, time: Date)
     case audit(AuditEntry)
+    /// A customer waits for an answer (`sharemail pending`).
+    case waiting(WaitingMessage)
+    /// A staff wrote to these customers from `mailbox`: they wait no more.
+    case answered(mailbox: String, customers: [String])
 }
 
 /// What the memory knows about one incoming message for one mailbox: every
@@ -174,6 +178,20 @@ public protocol ConversationStore: Sendable {
     /// Works in batches of `Stores.pruneBatch` rows, each its own short transaction bounded by the
     /// timeout, so it never holds a long lock; the whole call may take longer (run it off the mail path).
     func prune(olderThan date: Date) throws -> Int
+    /// Round-robin: gives the next turn in `mailbox` to the first of `available` after the staff
+    /// who had the last one, in `order` (every staff, configuration order), wrapping round, and
+    /// remembers it. Atomic: callers on any number of hosts get the turns one after the other.
+    /// nil when `available` is empty.
+    func takeTurn(mailbox: String, order: [String], available: [String], at time: Date) throws -> String?
+    func recordWaiting(_ message: WaitingMessage) throws
+    func recordAnswered(mailbox: String, customers: [String]) throws
+    /// Conversations waiting for a staff's answer, the longest-waiting first.
+    func pending(_ filter: PendingFilter) throws -> [PendingConversation]
+    /// Per unified address with anything pending: how many, and since when the oldest.
+    func pendingSummary() throws -> [PendingSummary]
+    /// Deletes what the memory holds of `customer` (sent-message records, assignments, audit
+    /// entries, pending conversations), in one transaction; `dryRun` only counts.
+    func forget(customer: String, dryRun: Bool) throws -> ForgetReport
     /// Releases connections. Later calls throw `StoreError.closed`.
     func close()
     /// True once the store's file was deleted or replaced by another since it was opened
@@ -192,6 +210,8 @@ extension ConversationStore {
             case .sent(let message): try recordSent(message)
             case .assignment(let assignment, let staff, let mailbox, let time): try assign(assignment, to: staff, mailbox: mailbox, at: time)
             case .audit(let entry): try recordAudit(entry)
+            case .waiting(let message): try recordWaiting(message)
+            case .answered(let mailbox, let customers): try recordAnswered(mailbox: mailbox, customers: customers)
             }
         }
     }

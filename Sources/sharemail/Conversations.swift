@@ -7,7 +7,7 @@ import ShareMailStore
 
 /// Opens the configured conversation memory for a command-line tool. `readOnly`
 /// (`log`): never creates a database; a missing one exits 66 (EX_NOINPUT).
-private func openStore(config path: String, command: String, readOnly: Bool = false) throws -> (Configuration, any ConversationStore) {
+func openStore(config path: String, command: String, readOnly: Bool = false) throws -> (Configuration, any ConversationStore) {
     let configuration: Configuration
     do {
         configuration = try ConfigurationFile.load(path).0

@@ -146,6 +146,56 @@ final class Memory: Sendable {
         return result
     }
 
+    /// Takes the round-robin turns the engine asked for (`PolicyEngine.turnRequests`), one
+    /// atomic step in the store each, within the lookup's budget. nil (and logged) when the
+    /// store cannot: the engine then gives the conversation to the manager alone.
+    func takeTurns(_ requests: [TurnRequest]) -> [EmailAddress: EmailAddress]? {
+        guard !requests.isEmpty else { return [:] }
+        guard let store = store() else { return nil }
+        var turns: [EmailAddress: EmailAddress] = [:]
+        do {
+            for request in requests {
+                let staff = try store.takeTurn(mailbox: request.mailbox.value, order: request.order.map(\.value),
+                                               available: request.available.map(\.value), at: Date())
+                turns[request.mailbox] = staff.flatMap(EmailAddress.init)
+            }
+        } catch {
+            failed("round-robin turn", error, store)
+            return nil
+        }
+        return turns
+    }
+
+    /// Sets the pending gauges every `interval` on a thread of its own, from one query: never
+    /// on the mail path. `mailboxes` says which unified addresses to report (0 when none wait).
+    func startPendingGauges(mailboxes: @escaping @Sendable () -> [EmailAddress], interval: Duration = .seconds(10)) {
+        let thread = Thread { [self] in
+            var gauges: [String: (count: Gauge, oldest: Gauge)] = [:]
+            while true {
+                if let store = store() {
+                    do {
+                        let summary = Dictionary(try store.pendingSummary().map { ($0.mailbox, $0) }, uniquingKeysWith: { a, _ in a })
+                        let now = Date()
+                        for mailbox in Set(mailboxes().map(\.value)).union(summary.keys) {
+                            let pair = gauges[mailbox] ?? (
+                                Gauge(label: "sharemail_pending_conversations", dimensions: [("mailbox", mailbox)]),
+                                Gauge(label: "sharemail_oldest_pending_seconds", dimensions: [("mailbox", mailbox)]))
+                            gauges[mailbox] = pair
+                            let found = summary[mailbox]
+                            pair.count.record(found?.count ?? 0)
+                            pair.oldest.record(found.map { max(0, now.timeIntervalSince($0.oldest)) } ?? 0)
+                        }
+                    } catch {
+                        failed("pending summary", error, store)
+                    }
+                }
+                Thread.sleep(forTimeInterval: interval.secondsValue)
+            }
+        }
+        thread.name = "sharemail-pending"
+        thread.start()
+    }
+
     /// Hands what the decision says to remember, and the audit entry, to the
     /// writer thread: call it once the message's changes are applied.
     func record(_ decision: Decision, facts: MessageFacts, queueID: String) {
@@ -165,8 +215,17 @@ final class Memory: Sendable {
                 case .sent(let messageID, let staff, let mailbox, let customers):
                     records.append(.sent(SentMessage(messageID: messageID, staff: staff.value, mailbox: mailbox.value,
                                                      customers: customers.map(\.value), time: now, queueID: queueID)))
+                    records.append(.answered(mailbox: mailbox.value, customers: customers.map(\.value)))
                 case .assignThread(let messageID, let staff, let mailbox):
                     records.append(.assignment(.thread(messageID: messageID), staff: staff.value, mailbox: mailbox.value, time: now))
+                case .turnGiven(let messageID, let staff, let mailbox, let customer):
+                    // The thread is the staff's as if they had written its first message: replies
+                    // find them as its owner, and forgetting the customer removes it.
+                    records.append(.sent(SentMessage(messageID: messageID, staff: staff.value, mailbox: mailbox.value,
+                                                     customers: [customer.value], time: now, queueID: queueID)))
+                case .customerWrote(let customer, let mailbox, let staff, let subject):
+                    records.append(.waiting(WaitingMessage(mailbox: mailbox.value, customer: customer.value,
+                                                           staff: staff?.value, subject: subject, time: now)))
                 }
             }
         }
@@ -258,4 +317,12 @@ final class Memory: Sendable {
 
 extension String {
     var nilIfEmpty: String? { isEmpty ? nil : self }
+}
+
+extension Duration {
+    /// Seconds as a Double, for Thread.sleep.
+    var secondsValue: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
 }

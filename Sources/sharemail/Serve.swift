@@ -110,6 +110,9 @@ struct Serve: ParsableCommand {
         let policy = PolicyStore(PolicyEngine(configuration: configuration))
         let inFlight = InFlight()
         let memory = Self.startMemory(configuration, logger: logger)
+        if metrics != nil, let memory {
+            memory.startPendingGauges(mailboxes: { policy.snapshot().configuration.mailboxes.map(\.address) })
+        }
         if !drains {
             logger.warning("libmilter takes SIGTERM itself here: a stop defers the messages in flight instead of finishing them")
         }

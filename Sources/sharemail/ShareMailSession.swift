@@ -146,6 +146,15 @@ final class ShareMailSession: MilterSession {
             let queries = engine.memoryQueries(facts)
             if let recalled = memory.recall(queries, engine: engine) {
                 facts.memory = recalled
+                // Round-robin: only a message that starts a conversation takes a turn.
+                let turns = engine.turnRequests(facts)
+                if !turns.isEmpty {
+                    if let taken = memory.takeTurns(turns) {
+                        for (mailbox, staff) in taken { facts.memory[mailbox, default: ConversationMemory()].turn = staff }
+                    } else {
+                        facts.memoryUnavailable = true
+                    }
+                }
             } else {
                 facts.memoryUnavailable = true
             }
@@ -205,6 +214,7 @@ final class ShareMailSession: MilterSession {
         if !decision.addRecipients.isEmpty { metadata["added"] = "\(decision.addRecipients.map(\.value).joined(separator: ","))" }
         if !decision.removeRecipients.isEmpty { metadata["removed"] = "\(decision.removeRecipients.joined(separator: ","))" }
         if let sender = decision.envelopeSender { metadata["new_from"] = "\(sender)" }
+        if !decision.away.isEmpty { metadata["away"] = "\(decision.away.map(\.value).joined(separator: ","))" }
         if !decision.headerChanges.isEmpty {
             // A message may change hundreds of headers: the line names the first few.
             let shown = decision.headerChanges.prefix(12).map { "\($0.operation.rawValue):\($0.name)" }

@@ -13,6 +13,6 @@ struct Sharemail: ParsableCommand {
             sharemail only decides, as a milter.
             """,
         version: SharemailVersion.current,
-        subcommands: [Serve.self, Check.self, Lint.self, Doctor.self, Assign.self, Log.self]
+        subcommands: [Serve.self, Check.self, Lint.self, Doctor.self, Assign.self, Log.self, Pending.self, Forget.self]
     )
 }

@@ -55,7 +55,9 @@ final class MemoryEnvironment: Sendable {
             .replacingOccurrences(of: "forward_unnamed = true", with: "forward_unnamed = true\nsticky_customers = true")
     }
 
-    static func start(_ store: Store) throws -> MemoryEnvironment {
+    /// `configuration`: a suite's own sharemail configuration for a `state` (the standard
+    /// one's when nil).
+    static func start(_ store: Store, configuration custom: (@Sendable (String) -> String)? = nil) throws -> MemoryEnvironment {
         var scratch: String?
         var cluster: PostgresCluster?
         var labs: [Lab] = []
@@ -82,7 +84,7 @@ final class MemoryEnvironment: Sendable {
                 hosts = 0
             }
             for _ in 0..<hosts {
-                labs.append(try Lab.start(sharemailConfig: configuration(state: state), under: Lab.runsRoot))
+                labs.append(try Lab.start(sharemailConfig: custom?(state) ?? configuration(state: state), under: Lab.runsRoot))
             }
             return MemoryEnvironment(labs: labs, state: state, scratch: scratch, cluster: cluster)
         } catch {
@@ -184,13 +186,14 @@ final class MemoryEnvironment: Sendable {
 /// after the last (E2E_KEEP=1 keeps the run directories).
 struct MemoryEnvironmentTrait: SuiteTrait, TestScoping {
     let store: MemoryEnvironment.Store
+    var configuration: (@Sendable (String) -> String)? = nil
     var isRecursive: Bool { false }
 
     func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         let started: Result<MemoryEnvironment, LabError>
-        do { started = .success(try MemoryEnvironment.start(store)) }
+        do { started = .success(try MemoryEnvironment.start(store, configuration: configuration)) }
         catch { started = .failure(error as? LabError ?? LabError("\(error)")) }
         defer {
             if case .success(let environment) = started {
@@ -203,4 +206,9 @@ struct MemoryEnvironmentTrait: SuiteTrait, TestScoping {
 
 extension Trait where Self == MemoryEnvironmentTrait {
     static func memoryEnvironment(_ store: MemoryEnvironment.Store) -> Self { .init(store: store) }
+
+    /// The memory environment with the suite's own configuration for a `state`.
+    static func memoryEnvironment(_ store: MemoryEnvironment.Store, configuration: @escaping @Sendable (String) -> String) -> Self {
+        .init(store: store, configuration: configuration)
+    }
 }
