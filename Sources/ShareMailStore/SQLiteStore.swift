@@ -17,7 +17,7 @@ final class SQLiteStore: ConversationStore {
     private let file: FileIdentity  // the file opened, to notice it deleted or replaced
     private let timeout: Duration  // bound of each call
     private let logger: Logger
-    private let inFlight = InFlight(limit: 512)  // calls under way: more wait in a queue nobody bounds
+    private let inFlight = CallLimit(512)  // calls under way: more wait in a queue nobody bounds
     private let isClosed = Atomic<Bool>(false)
 
     /// The database and its WAL and SHM files: readable by the daemon's
@@ -183,15 +183,15 @@ final class SQLiteStore: ConversationStore {
         try read { try Self.lastStaff($0, customer: customer, mailbox: mailbox) }
     }
 
-    /// The three lookups in one read transaction: one consistent view, one BEGIN and COMMIT.
-    func recall(messageIDs: [String], customer: String?, mailbox: String, sticky: Bool) throws -> Recollection {
+    /// The lookups in one read transaction: one consistent view, one BEGIN and COMMIT.
+    func recall(messageIDs: [String], customer: String?, mailbox: String, lastStaff: Bool, deadline: Deadline) throws -> Recollection {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
         guard !ids.isEmpty || customer != nil else { return Recollection() }
-        return try read { db in
+        return try read(by: deadline) { db in
             Recollection(
                 assigned: try Self.assignedStaff(db, ids: ids, customer: customer, mailbox: mailbox),
                 threadOwner: ids.isEmpty ? nil : try Self.threadOwner(db, ids: ids, mailbox: mailbox),
-                lastStaff: sticky ? try customer.flatMap { try Self.lastStaff(db, customer: $0, mailbox: mailbox) } : nil)
+                lastStaff: lastStaff ? try customer.flatMap { try Self.lastStaff(db, customer: $0, mailbox: mailbox) } : nil)
         }
     }
 
@@ -247,10 +247,14 @@ final class SQLiteStore: ConversationStore {
         try record([.assignment(assignment, staff: staff, mailbox: mailbox, time: time)])
     }
 
-    /// Every record in one write transaction: one commit for a batch.
     func record(_ records: [StoreRecord]) throws {
+        try record(records, deadline: Deadline(after: timeout))
+    }
+
+    /// Every record in one write transaction: one commit for a batch.
+    func record(_ records: [StoreRecord], deadline: Deadline) throws {
         guard !records.isEmpty else { return }
-        try write { db in
+        try write(by: deadline) { db in
             for record in records {
                 switch record {
                 case .sent(let message): try Self.insert(db, message)
@@ -361,28 +365,30 @@ final class SQLiteStore: ConversationStore {
     /// Runs `body` in a read transaction on one of GRDB's readers, on the calling thread. In WAL
     /// mode a read never waits for the writer, so handing it to another thread and back (two
     /// wake-ups per message) would cost more than the read itself.
-    private func read<T>(_ body: (Database) throws -> T) throws -> T {
-        try bounded { deadline in
+    private func read<T>(by deadline: Deadline? = nil, _ body: (Database) throws -> T) throws -> T {
+        try bounded(by: deadline) { deadline in
             try pool.read { db in try Self.interrupting(db, at: deadline) { try body(db) } }
         }
     }
 
     /// Runs `body` in a write transaction, on the calling thread: the memory's writer thread,
     /// the pruning thread or a command, never a message's session.
-    private func write<T>(_ body: (Database) throws -> T) throws -> T {
-        try bounded { deadline in
+    private func write<T>(by deadline: Deadline? = nil, _ body: (Database) throws -> T) throws -> T {
+        try bounded(by: deadline) { deadline in
             try pool.write { db in try Self.interrupting(db, at: deadline) { try body(db) } }
         }
     }
 
-    /// The one deadline of a call: another process's write lock is waited for by SQLite's busy
-    /// handler, and a statement still running at the deadline is interrupted by its progress
-    /// handler. Both count as a timeout.
-    private func bounded<T>(_ access: (Deadline) throws -> T) throws -> T {
+    /// The one deadline of a call (the caller's, or the store's timeout from now): another
+    /// process's write lock is waited for by SQLite's busy handler, and a statement still running
+    /// at the deadline is interrupted by its progress handler. Both count as a timeout.
+    private func bounded<T>(by deadline: Deadline?, _ access: (Deadline) throws -> T) throws -> T {
         guard !isClosed.load(ordering: .acquiring) else { throw StoreError.closed }
         try inFlight.enter()
         defer { inFlight.leave() }
-        let deadline = Deadline(after: timeout)
+        let deadline = deadline ?? Deadline(after: timeout)
+        // A deadline already passed: the progress handler would interrupt the first statement anyway.
+        if deadline.remaining == .zero { throw StoreError.timeout }
         do {
             return try access(deadline)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_INTERRUPT || error.resultCode == .SQLITE_BUSY {

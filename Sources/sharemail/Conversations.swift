@@ -3,35 +3,36 @@ import Foundation
 import Logging
 import MailHeaders
 import ShareMail
+import ShareMailDaemon
 import ShareMailStore
 
 /// Opens the configured conversation memory for a command-line tool. `readOnly`
 /// (`log`): never creates a database; a missing one exits 66 (EX_NOINPUT).
 private func openStore(config path: String, command: String, readOnly: Bool = false) throws -> (Configuration, any ConversationStore) {
-    let configuration: Configuration
+    let file: ConfigurationFile
     do {
-        configuration = try ConfigurationFile.load(path).0
+        file = try ConfigurationFile.load(path).0
     } catch {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
-        throw ExitCode(78)
+        throw ExitCode.configurationError
     }
-    guard let state = configuration.state, let location = StoreLocation(state) else {
+    guard let state = file.daemon.state, let location = StoreLocation(state) else {
         FileHandle.standardError.write(Data("\(path): state = \"off\": sharemail keeps no conversation memory\n".utf8))
-        throw ExitCode(78)
+        throw ExitCode.configurationError
     }
     do {
         // A person waits here, not a mail: give the database time.
         let store = try Stores.open(location, logger: Logger(label: "sharemail"), timeout: .seconds(5), readOnly: readOnly)
-        return (configuration, store)
+        return (file.policy, store)
     } catch StoreError.notFound(let file) {
         FileHandle.standardError.write(Data("""
             sharemail \(command): no conversation memory at \(file) yet (sharemail serve creates it at its first \
             start; nothing was created)\n
             """.utf8))
-        throw ExitCode(66)   // EX_NOINPUT
+        throw ExitCode.noInput
     } catch {
-        FileHandle.standardError.write(Data("cannot open the conversation memory \(Memory.redacted(location)): \(error)\n".utf8))
-        throw ExitCode(69)   // EX_UNAVAILABLE
+        FileHandle.standardError.write(Data("cannot open the conversation memory \(location.redacted): \(error)\n".utf8))
+        throw ExitCode.unavailable
     }
 }
 
@@ -83,7 +84,7 @@ struct Assign: ParsableCommand {
         let directory = Directory(configuration)
         guard let reference = directory.staff(loginOrAddress: to) else {
             FileHandle.standardError.write(Data("sharemail assign: \"\(to)\" is no staff login or address in \(config)\n".utf8))
-            throw ExitCode(64)
+            throw ExitCode.usage
         }
         let staff = directory.staff(reference)
         let mailbox = directory.mailbox(reference)
@@ -102,7 +103,7 @@ struct Assign: ParsableCommand {
             try store.assign(assignment, to: staff.address.value, mailbox: mailbox.address.value, at: Date())
         } catch {
             FileHandle.standardError.write(Data("sharemail assign: \(error)\n".utf8))
-            throw ExitCode(69)
+            throw ExitCode.unavailable
         }
         print("\(what) of \(mailbox.address) is assigned to \(staff.name) <\(staff.address)>")
     }
@@ -167,7 +168,7 @@ struct Log: ParsableCommand {
         if let staff {
             guard let reference = directory.staff(loginOrAddress: staff) else {
                 FileHandle.standardError.write(Data("sharemail log: \"\(staff)\" is no staff login or address\n".utf8))
-                throw ExitCode(64)
+                throw ExitCode.usage
             }
             staffAddress = directory.staff(reference).address.value
         }
@@ -178,7 +179,7 @@ struct Log: ParsableCommand {
                                                    since: since.flatMap(Self.parseDate), limit: limit)).reversed()
         } catch {
             FileHandle.standardError.write(Data("sharemail log: \(error)\n".utf8))
-            throw ExitCode(69)
+            throw ExitCode.unavailable
         }
         let formatter = ISO8601DateFormatter()
         if json {
