@@ -20,8 +20,20 @@ public struct CheckReport: Encodable {
         }
     }
 
+    /// A recipient refused at RCPT, as the client would see it.
+    struct Refusal: Encodable {
+        /// The address as given.
+        let recipient: String
+        /// reject or tempfail.
+        let action: String
+        /// The SMTP reply, e.g. "550 5.7.1 …".
+        let reply: String
+        let reason: String
+    }
+
     public var action: String
     var reply: String?
+    var refusedRecipients: [Refusal] = []
     var addRecipients: [String] = []
     var removeRecipients: [String] = []
     var envelopeFrom: String?
@@ -34,6 +46,7 @@ public struct CheckReport: Encodable {
         case removeRecipients = "remove_recipients"
         case envelopeFrom = "envelope_from"
         case headerChanges = "header_changes"
+        case refusedRecipients = "refused_recipients"
     }
 
     /// A fixed token, so that the Message-ID a check shows is reproducible
@@ -52,12 +65,16 @@ public struct CheckReport: Encodable {
             }
         }
         let refusalReasons = refusals.map { "RCPT \($0.0.written): \($0.deferred ? "deferred" : "refused"): \($0.1) (\($0.2))" }
+        let refused = refusals.map {
+            Refusal(recipient: $0.0.bare.isEmpty ? $0.0.written : $0.0.bare, action: $0.deferred ? "tempfail" : "reject",
+                    reply: "\($0.1)", reason: $0.2)
+        }
         guard !accepted.isEmpty else {
             // Every recipient refused: the client never gets to DATA.
             let (_, why) = engine.role(of: submission, sender: sender)
             let deferred = refusals.contains { $0.deferred } && !refusals.contains { !$0.deferred }
             return CheckReport(action: deferred ? "tempfail" : "reject", reply: refusals.first.map { "\($0.1)" },
-                               reasons: [why] + refusalReasons)
+                               refusedRecipients: refused, reasons: [why] + refusalReasons)
         }
         let facts = MessageFacts(submission: submission, sender: sender, recipients: accepted, headers: headers ?? [],
                                  uniqueToken: checkToken)
@@ -68,6 +85,7 @@ public struct CheckReport: Encodable {
         case .reject(let reply): report = CheckReport(action: "reject", reply: "\(reply)")
         case .tempfail(let reply): report = CheckReport(action: "tempfail", reply: "\(reply)")
         }
+        report.refusedRecipients = refused
         report.addRecipients = decision.addRecipients.map(\.value)
         report.removeRecipients = decision.removeRecipients.map { String($0.trimmingCharacters(in: CharacterSet(charactersIn: "<> "))) }
         report.envelopeFrom = decision.envelopeSender?.value
@@ -90,6 +108,7 @@ public struct CheckReport: Encodable {
         try container.encode(removeRecipients, forKey: .removeRecipients)
         try container.encode(envelopeFrom, forKey: .envelopeFrom)
         try container.encode(headerChanges, forKey: .headerChanges)
+        try container.encode(refusedRecipients, forKey: .refusedRecipients)
         try container.encode(reasons, forKey: .reasons)
     }
 

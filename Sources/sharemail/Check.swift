@@ -79,8 +79,7 @@ struct Check: ParsableCommand {
         do {
             engine = PolicyEngine(configuration: try ConfigurationFile.load(config).0.policy)
         } catch {
-            FileHandle.standardError.write(Data("sharemail check: \(error)\n".utf8))
-            throw ExitCode.configurationError
+            throw CommandFailure("sharemail check: \(error)", .configurationError)
         }
         var headers: [Header]?
         if let message {
@@ -89,8 +88,7 @@ struct Check: ParsableCommand {
                     : try Data(contentsOf: URL(fileURLWithPath: message))
                 headers = HeaderBlock.parse(Array(data))
             } catch {
-                FileHandle.standardError.write(Data("sharemail check: cannot read \(message): \((error as NSError).localizedDescription)\n".utf8))
-                throw ExitCode.dataError
+                throw CommandFailure("sharemail check: cannot read \(message): \((error as NSError).localizedDescription)", .dataError)
             }
         }
 
@@ -98,7 +96,7 @@ struct Check: ParsableCommand {
         let report = CheckReport.evaluate(engine: engine, submission: submission, sender: EnvelopeAddress(local ? from : "<\(from)>"),
                                           recipients: rcpt.map { EnvelopeAddress(local ? $0 : "<\($0)>") }, headers: headers)
         print(json ? report.json() : report.text())
-        if report.action != "accept" { throw ExitCode.notAccepted }
+        if report.action != "accept" { throw CommandFailure(nil, .notAccepted) }
     }
 }
 

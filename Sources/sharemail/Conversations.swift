@@ -13,26 +13,22 @@ private func openStore(config path: String, command: String, readOnly: Bool = fa
     do {
         file = try ConfigurationFile.load(path).0
     } catch {
-        FileHandle.standardError.write(Data("\(error)\n".utf8))
-        throw ExitCode.configurationError
+        throw CommandFailure("\(error)", .configurationError)
     }
     guard let state = file.daemon.state, let location = StoreLocation(state) else {
-        FileHandle.standardError.write(Data("\(path): state = \"off\": sharemail keeps no conversation memory\n".utf8))
-        throw ExitCode.configurationError
+        throw CommandFailure("\(path): state = \"off\": sharemail keeps no conversation memory", .configurationError)
     }
     do {
         // A person waits here, not a mail: give the database time.
         let store = try Stores.open(location, logger: Logger(label: "sharemail"), timeout: .seconds(5), readOnly: readOnly)
         return (file.policy, store)
     } catch StoreError.notFound(let file) {
-        FileHandle.standardError.write(Data("""
+        throw CommandFailure("""
             sharemail \(command): no conversation memory at \(file) yet (sharemail serve creates it at its first \
-            start; nothing was created)\n
-            """.utf8))
-        throw ExitCode.noInput
+            start; nothing was created)
+            """, .noInput)
     } catch {
-        FileHandle.standardError.write(Data("cannot open the conversation memory \(location.redacted): \(error)\n".utf8))
-        throw ExitCode.unavailable
+        throw CommandFailure("cannot open the conversation memory \(location.redacted): \(error)", .unavailable)
     }
 }
 
@@ -83,8 +79,7 @@ struct Assign: ParsableCommand {
         defer { store.close() }
         let directory = Directory(configuration)
         guard let reference = directory.staff(loginOrAddress: to) else {
-            FileHandle.standardError.write(Data("sharemail assign: \"\(to)\" is no staff login or address in \(config)\n".utf8))
-            throw ExitCode.usage
+            throw CommandFailure("sharemail assign: \"\(to)\" is no staff login or address in \(config)", .usage)
         }
         let staff = directory.staff(reference)
         let mailbox = directory.mailbox(reference)
@@ -102,8 +97,7 @@ struct Assign: ParsableCommand {
         do {
             try store.assign(assignment, to: staff.address.value, mailbox: mailbox.address.value, at: Date())
         } catch {
-            FileHandle.standardError.write(Data("sharemail assign: \(error)\n".utf8))
-            throw ExitCode.unavailable
+            throw CommandFailure("sharemail assign: \(error)", .unavailable)
         }
         print("\(what) of \(mailbox.address) is assigned to \(staff.name) <\(staff.address)>")
     }
@@ -167,8 +161,7 @@ struct Log: ParsableCommand {
         var staffAddress: String?
         if let staff {
             guard let reference = directory.staff(loginOrAddress: staff) else {
-                FileHandle.standardError.write(Data("sharemail log: \"\(staff)\" is no staff login or address\n".utf8))
-                throw ExitCode.usage
+                throw CommandFailure("sharemail log: \"\(staff)\" is no staff login or address", .usage)
             }
             staffAddress = directory.staff(reference).address.value
         }
@@ -178,8 +171,7 @@ struct Log: ParsableCommand {
             entries = try store.auditLog(LogFilter(staff: staffAddress, customer: customer.flatMap { EmailAddress($0)?.value },
                                                    since: since.flatMap(Self.parseDate), limit: limit)).reversed()
         } catch {
-            FileHandle.standardError.write(Data("sharemail log: \(error)\n".utf8))
-            throw ExitCode.unavailable
+            throw CommandFailure("sharemail log: \(error)", .unavailable)
         }
         let formatter = ISO8601DateFormatter()
         if json {

@@ -75,15 +75,13 @@ struct Doctor: ParsableCommand {
         do {
             file = try ConfigurationFile.load(config).0
         } catch {
-            print("\(error)")
-            throw ExitCode.configurationError
+            throw CommandFailure("\(error)", .configurationError, toStandardOutput: true)
         }
         let postfix: PostfixView
         do {
             postfix = try PostfixView.read(directory: postfixDirectory)
         } catch {
-            print("FAIL cannot read the Postfix configuration: \(error)")
-            throw ExitCode.problemsFound
+            throw CommandFailure("FAIL cannot read the Postfix configuration: \(error)", .problemsFound, toStandardOutput: true)
         }
         var findings: [Finding]
         if let ours = socket.map(SocketSpec.init(libmilter:)) ?? file.daemon.socket {
@@ -96,6 +94,6 @@ struct Doctor: ParsableCommand {
         for finding in findings { print(finding) }
         let failures = findings.filter { $0.level == .fail }.count
         print(failures == 0 ? "no problems found" : "\(failures) problem(s) found")
-        if failures > 0 { throw ExitCode.problemsFound }
+        if failures > 0 { throw CommandFailure(nil, .problemsFound) }
     }
 }

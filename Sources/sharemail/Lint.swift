@@ -42,11 +42,9 @@ struct Lint: ParsableCommand {
         } catch let errors as ConfigurationErrors {
             for problem in errors.problems { print(problem) }
             let count = errors.problems.filter { $0.severity == .error }.count
-            print("\(config): \(count) error(s)")
-            throw ExitCode.configurationError
+            throw CommandFailure("\(config): \(count) error(s)", .configurationError, toStandardOutput: true)
         } catch {
-            print("\(error)")
-            throw ExitCode.configurationError
+            throw CommandFailure("\(error)", .configurationError, toStandardOutput: true)
         }
     }
 

@@ -61,8 +61,7 @@ struct Serve: ParsableCommand {
             file = loaded
             for warning in warnings { FileHandle.standardError.write(Data("\(warning)\n".utf8)) }
         } catch {
-            FileHandle.standardError.write(Data("sharemail: refusing to start: \(config) has errors:\n\(error)\n".utf8))
-            throw ExitCode.configurationError
+            throw CommandFailure("sharemail: refusing to start: \(config) has errors:\n\(error)", .configurationError)
         }
         if let log {
             guard let target = DaemonSettings.LogTarget(rawValue: log) else { throw ValidationError("--log: use syslog or stderr") }
@@ -81,7 +80,8 @@ struct Serve: ParsableCommand {
         } catch .badSetting(let problem) {
             throw ValidationError(problem)
         } catch .cannotListen {
-            throw ExitCode.cannotListen
+            // Already logged, where the admin looks for the daemon's lines.
+            throw CommandFailure(nil, .cannotListen)
         }
     }
 }
