@@ -16,7 +16,8 @@ struct Serve: ParsableCommand {
               SIGUSR1  reload the configuration file. A file with errors is reported
                        and the running configuration kept; each message finishes with
                        the configuration it started with. (The socket, logging,
-                       metrics and state settings take effect at the next start.)
+                       metrics, state and timeout settings take effect at the
+                       next start; a reload that changes one says so in the log.)
               SIGTERM, SIGINT, SIGHUP
                        stop after draining: a message that began before the
                        signal is finished; new mail is deferred (451 4.3.2) and

@@ -72,7 +72,7 @@ final class SessionHarness {
     /// Sends one message through a new connection, the way Postfix does.
     func send(from sender: String, to recipients: [String], login: String? = nil, client: String = "198.51.100.7",
               headers: [(String, String)], mailer: (String) -> String = { $0.hasSuffix("@customer.test") ? "smtp" : "virtual" },
-              resolved: Bool = true, context: FakeContext = FakeContext()) -> Outcome {
+              resolved: Bool = true, body: String? = nil, context: FakeContext = FakeContext()) -> Outcome {
         counter += 1
         let connection = connection()
         _ = connection.connect(hostname: "client.test", client: ClientAddress(ip: client, port: 40000), context: context)
@@ -87,6 +87,9 @@ final class SessionHarness {
             verdicts.append(connection.recipient(["<\(recipient)>"], context: context))
         }
         for (name, value) in headers { _ = connection.header(name: name, value: Array(value.utf8), context: context) }
+        if let body {
+            _ = Array(body.utf8).withUnsafeBytes { connection.body($0, context: context) }
+        }
         let end = connection.endOfMessage(context: context)
         connection.close()
         return Outcome(recipients: verdicts, end: end, applied: context.applied)
@@ -189,6 +192,51 @@ struct SessionTests {
                                  headers: [("To", "sales@example.com"), ("In-Reply-To", "<m1@example.com>")])
         #expect(Set(reply.addedRecipients) == ["<manager@example.com>", "<zhangsan@example.com>"])
         #expect(try harness.store().auditLog(LogFilter()).last?.rule == "thread")
+    }
+
+    @Test("rule 5: internal mail (the manager, logged in, to the unified address) passes untouched")
+    func internalMail() throws {
+        let harness = try SessionHarness()
+        let outcome = harness.send(from: "manager@example.com", to: ["sales@example.com"], login: "manager", client: "192.0.2.10",
+                                   headers: [("From", "manager@example.com"), ("To", "sales@example.com")])
+        #expect(outcome.recipients == [.continue])
+        #expect(outcome.end == .continue)
+        #expect(outcome.applied.isEmpty)
+        #expect(try harness.store().auditLog(LogFilter()).map(\.direction) == ["internal"])
+    }
+
+    @Test("a bounce follows its thread by the Message-ID quoted in its body")
+    func bounceFollowsThread() throws {
+        let harness = try SessionHarness()
+        _ = harness.send(from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
+                         headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m7@example.com>")])
+        #expect(harness.memory?.flush() == true)
+        let bounce = harness.send(
+            from: "", to: ["sales@example.com"],
+            headers: [("From", "MAILER-DAEMON@customer.test"), ("To", "sales@example.com"),
+                      ("Content-Type", "multipart/report; report-type=delivery-status; boundary=\"b\"")],
+            body: "--b\nContent-Type: text/rfc822-headers\n\nMessage-ID: <m7@example.com>\nFrom: sales@example.com\n\n--b--\n")
+        #expect(Set(bounce.addedRecipients) == ["<manager@example.com>", "<zhangsan@example.com>"])
+        #expect(try harness.store().auditLog(LogFilter()).last?.rule == "thread")
+    }
+
+    @Test("a reload during a message: the message ends with the policy it began with; the next one takes the new")
+    func reloadKeepsSnapshot() throws {
+        let harness = try SessionHarness()
+        let context = FakeContext()
+        context.macros = ["{mail_addr}": "c@customer.test", "{rcpt_addr}": "sales@example.com", "{rcpt_mailer}": "virtual",
+                          "i": "QR"]
+        let connection = harness.connection()
+        _ = connection.mailFrom(["<c@customer.test>"], context: context)
+        _ = connection.recipient(["<sales@example.com>"], context: context)
+        let (reloaded, _) = try ConfigurationFile.load(
+            text: seedTOML.replacingOccurrences(of: "forward_unnamed = true", with: "forward_unnamed = false"), file: "new.toml")
+        harness.policy.replace(PolicyEngine(configuration: reloaded.policy))
+        _ = connection.header(name: "To", value: Array("sales@example.com".utf8), context: context)
+        #expect(connection.endOfMessage(context: context) == .continue)
+        #expect(context.applied.filter { if case .addRecipient = $0 { true } else { false } }.count == 4)
+        let next = harness.send(from: "c@customer.test", to: ["sales@example.com"], headers: [("To", "sales@example.com")])
+        #expect(next.addedRecipients == ["<manager@example.com>"])
     }
 
     @Test("a store that cannot open: mail is routed by names, without memory, and nothing waits")
