@@ -244,21 +244,21 @@ public enum Milter {
     /// Stops after draining (go-milter's `Shutdown`, swift-service-lifecycle's
     /// graceful shutdown): no message may begin from now on (the layer
     /// defers it with `FailureReplies.stopping`), those in flight get up to
-    /// `timeout` to finish, then libmilter stops. Returns how many messages
-    /// were in flight when it began and how many were left at the end.
-    @discardableResult
-    public static func shutdown(timeout: Duration) -> (inFlight: Int, left: Int) {
+    /// `timeout` to finish, then `report` hears how many messages were in
+    /// flight when it began and how many are left, and libmilter stops.
+    /// (`report` runs before the stop: once stopped, `run` returns and the
+    /// process may end.)
+    public static func shutdown(timeout: Duration, report: (_ inFlight: Int, _ left: Int) -> Void = { _, _ in }) {
         let inFlight = gate.close()
         let deadline = ContinuousClock.now + timeout
         while gate.current > 0 && ContinuousClock.now < deadline {
             usleep(20_000)
         }
-        let left = gate.current
+        report(inFlight, gate.current)
         // The last end of message may still be writing its reply; libmilter
         // lets the worker finish it (the stop is seen between commands) and
         // the listener notices the stop only at its next poll.
         stop()
-        return (inFlight, left)
     }
 
     private static func check(_ status: Int32, _ error: MilterError) throws(MilterError) {

@@ -39,11 +39,12 @@ struct SignalHandler: Sendable {
         logger.notice("\(signal): stopping; new mail is deferred", metadata: [
             "in_flight": "\(Milter.messagesInFlight)", "drain_timeout": "\(drainTimeout)",
         ])
-        let (pending, left) = Milter.shutdown(timeout: drainTimeout)
-        if left > 0 {
-            logger.warning("drain timed out: \(left) message(s) still in flight are deferred by Postfix and retried")
-        } else if pending > 0 {
-            logger.notice("the \(pending) message(s) in flight are finished")
+        Milter.shutdown(timeout: drainTimeout) { pending, left in
+            if left > 0 {
+                logger.warning("drain timed out: \(left) message(s) still in flight are deferred by Postfix and retried")
+            } else if pending > 0 {
+                logger.notice("the \(pending) message(s) in flight are finished")
+            }
         }
     }
 }
