@@ -8,7 +8,7 @@ import CMilter
 /// calls may come on different threads, but never two at once: a session
 /// needs no locking of its own, and must never use thread-local state.
 /// A message that begins after `Milter.shutdown` began never reaches the
-/// session: the layer defers it with `Options.replies.stopping`.
+/// session: the layer defers it with `Options.failureReplies.stopping`.
 /// Every method has a default that goes on (`.continue`), so a session
 /// implements only the stages it needs and `Milter.Options.steps` switches
 /// the others off.

@@ -17,7 +17,7 @@ final class SQLiteStore: ConversationStore {
     private let file: FileIdentity  // the file opened, to notice it deleted or replaced
     private let timeout: Duration  // bound of each call
     private let logger: Logger
-    private let inFlight = CallLimit(512)  // calls under way: more wait in a queue nobody bounds
+    private let calls = CallLimit(512)  // calls under way: more wait in a queue nobody bounds
     private let isClosed = Atomic<Bool>(false)
 
     /// The database and its WAL and SHM files: readable by the daemon's
@@ -384,8 +384,8 @@ final class SQLiteStore: ConversationStore {
     /// at the deadline is interrupted by its progress handler. Both count as a timeout.
     private func bounded<T>(by deadline: Deadline?, _ access: (Deadline) throws -> T) throws -> T {
         guard !isClosed.load(ordering: .acquiring) else { throw StoreError.closed }
-        try inFlight.enter()
-        defer { inFlight.leave() }
+        try calls.enter()
+        defer { calls.leave() }
         let deadline = deadline ?? Deadline(after: timeout)
         // A deadline already passed: the progress handler would interrupt the first statement anyway.
         if deadline.remaining == .zero { throw StoreError.timeout }
