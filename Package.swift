@@ -5,7 +5,10 @@
 //   CMilter (C shim over libmilter) → Milter (Swift milter protocol layer)
 //   MailHeaders (RFC 5322/2047 parsing and writing, no mailbox knowledge)
 //   ShareMail (pure policy: facts in, decision out; no I/O, no C)
-//   sharemail (the executable: serve, and the glue between Milter and ShareMail)
+//   ShareMailStore (the conversation memory: SQLite or PostgreSQL)
+//   ShareMailDaemon (the daemon: session glue, memory adapter, reload, drain,
+//     metrics, doctor's checks, check's report; unit-tested without Postfix)
+//   sharemail (the executable: only the command line)
 import PackageDescription
 
 let package = Package(
@@ -64,14 +67,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(
-            name: "sharemail",
+        // Everything of `serve` that is not command-line wiring, and what
+        // doctor and check report.
+        .target(
+            name: "ShareMailDaemon",
             dependencies: [
                 "Milter",
                 "ShareMail",
                 "ShareMailStore",
-                "MailHeaders",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -81,11 +84,28 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // The command line only: ArgumentParser commands over ShareMailDaemon.
+        .executableTarget(
+            name: "sharemail",
+            dependencies: [
+                "Milter",
+                "ShareMail",
+                "ShareMailDaemon",
+                "ShareMailStore",
+                "MailHeaders",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // A private Postfix on loopback, an smtp-sink "Internet", Maildirs,
         // an SMTP client and the sharemail daemon: shared by the end-to-end
         // tests and `sharemail-sandbox`.
         .target(
             name: "PostfixLab"
+        ),
+        // A throwaway PostgreSQL cluster for the store tests.
+        .target(
+            name: "PostgresTestSupport"
         ),
         // `scripts/sandbox`: the seed's four cases through a throwaway Postfix.
         .executableTarget(
@@ -115,7 +135,17 @@ let package = Package(
         ),
         .testTarget(
             name: "ShareMailStoreTests",
-            dependencies: ["ShareMailStore", "PostfixLab", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["ShareMailStore", "PostgresTestSupport", "PostfixLab", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // The daemon without Postfix or root: sessions driven through the
+        // milter layer with a fake context and a real SQLite store.
+        .testTarget(
+            name: "DaemonTests",
+            dependencies: [
+                "ShareMailDaemon", "Milter", "ShareMail", "ShareMailStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
         ),
         // The command line as an admin meets it: golden output, exit codes, JSON.
         .testTarget(
@@ -128,7 +158,7 @@ let package = Package(
             // Depending on the executable makes `swift test` build the very
             // daemon the tests start, never a stale one.
             // MailHeaders: only for test data (the charset label table).
-            dependencies: ["sharemail", "PostfixLab", "MailHeaders"],
+            dependencies: ["sharemail", "PostfixLab", "PostgresTestSupport", "MailHeaders"],
             // miltertest/: Lua scripts that MilterClientTests hands to miltertest.
             exclude: ["README.md", "miltertest"]
         ),

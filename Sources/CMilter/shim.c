@@ -15,7 +15,7 @@
 
 _Static_assert(CMILTER_MAX_REPLY_LINES == 32, "smfi_setmlreply takes at most 32 lines");
 #if !defined(SMFIF_CHGFROM) || !defined(SMFIP_NR_HDR)
-#error "sharemail needs libmilter with milter protocol 6 (SMFIF_CHGFROM, SMFIP_NR_*)"
+#error "the milter layer needs libmilter with milter protocol 6 (SMFIF_CHGFROM, SMFIP_NR_*)"
 #endif
 
 int cmilter_version(void) { return SMFI_VERSION; }

@@ -5,29 +5,15 @@ import Logging
 
 // libmilter's callbacks. They run on libmilter's own worker threads, so they
 // are plain nonisolated functions (never in main.swift, whose top level is
-// MainActor-isolated), and all per-connection state lives in a Connection
-// kept in libmilter's private-data slot.
-
-/// Per-connection state: the filter's session plus what negotiation settled.
-final class Connection {
-    let session: any MilterSession
-    let logger: Logger
-    /// Protocol flags agreed with the MTA (SMFIP_*): which steps expect no reply.
-    var protocolFlags: UInt = 0
-
-    init(session: any MilterSession, logger: Logger) {
-        self.session = session
-        self.logger = logger
-    }
-
-    func expectsNoReply(_ step: Milter.Step) -> Bool { protocolFlags & step.noReplyFlag != 0 }
-}
+// MainActor-isolated), and all per-connection state lives in a
+// MilterConnection kept in libmilter's private-data slot. They only
+// translate between C and the connection.
 
 // MARK: Private data
 
-private func connection(_ ctx: OpaquePointer?) -> Connection? {
+private func connection(_ ctx: OpaquePointer?) -> MilterConnection? {
     guard let ctx, let raw = smfi_getpriv(ctx) else { return nil }
-    return Unmanaged<Connection>.fromOpaque(raw).takeUnretainedValue()
+    return Unmanaged<MilterConnection>.fromOpaque(raw).takeUnretainedValue()
 }
 
 /// Answer for a stage whose connection state is missing (libmilter would not
@@ -45,10 +31,11 @@ private func missingState(atEndOfMessage: Bool = false) -> sfsistat {
     return SMFIS_TEMPFAIL
 }
 
-/// Counts milter-level failures [sharemail_milter_errors_total{kind}]; rare,
-/// so the handle is looked up each time.
+/// Counts milter-level failures [`Options.errorMetric`{kind}]; rare, so the
+/// handle is looked up each time.
 private func countError(_ kind: String) {
-    Counter(label: "sharemail_milter_errors_total", dimensions: [("kind", kind)]).increment()
+    guard let label = Milter.registration.withLock({ $0 })?.options.errorMetric else { return }
+    Counter(label: label, dimensions: [("kind", kind)]).increment()
 }
 
 // MARK: Negotiation
@@ -66,7 +53,7 @@ let milterNegotiate: @convention(c) (
         // Without these the filter cannot do its job: say so loudly, once
         // per connection, and let milter_default_action decide.
         countError("negotiate")
-        logger.error("the MTA does not offer the milter actions sharemail needs", metadata: [
+        logger.error("the MTA does not offer the milter actions \(options.name) needs", metadata: [
             "needed": "\(String(wantedActions, radix: 16))", "offered": "\(String(offeredActions, radix: 16))",
         ])
         return SMFIS_REJECT
@@ -108,7 +95,9 @@ let milterNegotiate: @convention(c) (
 /// when libmilter would not keep it.
 private func beginConnection(_ ctx: OpaquePointer, registration: Milter.Registration, flags: UInt) -> Bool {
     releaseConnection(ctx)
-    let state = Connection(session: registration.makeSession(), logger: registration.logger)
+    let options = registration.options
+    let state = MilterConnection(session: registration.makeSession(), gate: Milter.gate, replies: options.failureReplies,
+                                 errorMetric: options.errorMetric, logger: registration.logger)
     state.protocolFlags = flags
     guard smfi_setpriv(ctx, Unmanaged.passRetained(state).toOpaque()) == MI_SUCCESS else {
         Unmanaged.passUnretained(state).release()
@@ -122,7 +111,7 @@ private func beginConnection(_ ctx: OpaquePointer, registration: Milter.Registra
 /// the same socket with CONNECT and no new OPTNEG, after our close released
 /// the state. Then it is made here, with the flags negotiation agreed
 /// (`Milter.negotiatedFlags` says why those are this context's flags).
-private func connectionForConnect(_ ctx: OpaquePointer) -> Connection? {
+private func connectionForConnect(_ ctx: OpaquePointer) -> MilterConnection? {
     if let state = connection(ctx) { return state }
     guard let registration = Milter.registration.withLock({ $0 }) else { return nil }
     guard let flags = Milter.flagsWithoutNegotiation else {
@@ -143,20 +132,20 @@ let milterConnect: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?,
         guard let base = buf.baseAddress, cmilter_format_address(address, base, buf.count, &port) == 0 else { return nil }
         return ClientAddress(ip: String(cString: base), port: Int(port))
     }
-    let verdict = state.session.connect(hostname: hostname.map { String(cString: $0) } ?? "",
-                                        client: client, context: MilterContext(pointer: ctx))
+    let verdict = state.connect(hostname: hostname.map { String(cString: $0) } ?? "",
+                                client: client, context: LibmilterContext(pointer: ctx))
     return answer(verdict, step: .connect, ctx: ctx, state: state)
 }
 
 let milterMailFrom: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat = { ctx, argv in
     guard let ctx, let state = connection(ctx) else { return missingState() }
-    let verdict = state.session.mailFrom(arguments(argv), context: MilterContext(pointer: ctx))
+    let verdict = state.mailFrom(arguments(argv), context: LibmilterContext(pointer: ctx))
     return answer(verdict, step: .mail, ctx: ctx, state: state)
 }
 
 let milterRecipient: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat = { ctx, argv in
     guard let ctx, let state = connection(ctx) else { return missingState() }
-    let verdict = state.session.recipient(arguments(argv), context: MilterContext(pointer: ctx))
+    let verdict = state.recipient(arguments(argv), context: LibmilterContext(pointer: ctx))
     return answer(verdict, step: .recipient, ctx: ctx, state: state)
 }
 
@@ -173,15 +162,15 @@ let milterHeader: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, 
     let bytes: [UInt8] = value.map { pointer in
         Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)).bindMemory(to: UInt8.self))
     } ?? []
-    let verdict = state.session.header(name: name.map { String(cString: $0) } ?? "", value: bytes,
-                                       context: MilterContext(pointer: ctx))
+    let verdict = state.header(name: name.map { String(cString: $0) } ?? "", value: bytes,
+                               context: LibmilterContext(pointer: ctx))
     return answer(verdict, step: .headers, ctx: ctx, state: state)
 }
 
 let milterBody: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int) -> sfsistat = { ctx, bytes, length in
     guard let ctx, let state = connection(ctx) else { return missingState() }
-    let verdict = state.session.body(UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : length),
-                                     context: MilterContext(pointer: ctx))
+    let verdict = state.body(UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : length),
+                             context: LibmilterContext(pointer: ctx))
     if verdict == .skip {
         // Negotiated without a reply, the MTA sends the rest anyway.
         if state.expectsNoReply(.body) { return SMFIS_NOREPLY }
@@ -193,29 +182,12 @@ let milterBody: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, In
 
 let milterEndOfMessage: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
     guard let ctx, let state = connection(ctx) else { return missingState(atEndOfMessage: true) }
-    let outcome = state.session.endOfMessage(context: MilterContext(pointer: ctx))
-    switch outcome.verdict {
-    case .continue, .accept, .skip:
-        for modification in outcome.modifications {
-            if let failure = apply(modification, ctx: ctx) {
-                // Some changes may be in already; a tempfail makes the MTA
-                // throw the whole message away, so none of them count.
-                state.logger.error("could not apply a message change", metadata: ["change": "\(failure)"])
-                countError("apply")
-                return answer(.tempfail(Reply(code: 451, enhancedCode: "4.3.0",
-                                              text: "Temporary failure applying the shared-mailbox policy; try again later")),
-                              step: nil, ctx: ctx, state: state)
-            }
-        }
-    case .reject, .tempfail, .discard:
-        break
-    }
-    state.session.outcomeApplied()
-    return answer(outcome.verdict, step: nil, ctx: ctx, state: state)
+    let verdict = state.endOfMessage(context: LibmilterContext(pointer: ctx))
+    return answer(verdict, step: nil, ctx: ctx, state: state)
 }
 
 let milterAbort: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
-    connection(ctx)?.session.abort()
+    connection(ctx)?.abort()
     return SMFIS_CONTINUE
 }
 
@@ -223,7 +195,7 @@ let milterClose: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
     // Close can come with no private data (before connect, or after an
     // XCLIENT reopened the session): handle that first.
     guard let ctx else { return SMFIS_CONTINUE }
-    connection(ctx)?.session.close()
+    connection(ctx)?.close()
     releaseConnection(ctx)
     return SMFIS_CONTINUE
 }
@@ -233,7 +205,7 @@ let milterClose: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
 private func releaseConnection(_ ctx: OpaquePointer) {
     guard let raw = smfi_getpriv(ctx) else { return }
     _ = smfi_setpriv(ctx, nil)
-    Unmanaged<Connection>.fromOpaque(raw).release()
+    Unmanaged<MilterConnection>.fromOpaque(raw).release()
 }
 
 private func arguments(_ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> [String] {
@@ -250,7 +222,7 @@ private func arguments(_ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?
 /// Turns a verdict into libmilter's status, setting the reply text. A step
 /// negotiated as "no reply" must answer SMFIS_NOREPLY whatever the verdict,
 /// or the MTA and libmilter fall out of step.
-private func answer(_ verdict: Verdict, step: Milter.Step?, ctx: OpaquePointer, state: Connection) -> sfsistat {
+private func answer(_ verdict: Verdict, step: Milter.Step?, ctx: OpaquePointer, state: MilterConnection) -> sfsistat {
     if let step, state.expectsNoReply(step) {
         if verdict != .continue {
             state.logger.error("a verdict came at a step negotiated without reply; it is lost",
@@ -272,7 +244,7 @@ private func answer(_ verdict: Verdict, step: Milter.Step?, ctx: OpaquePointer, 
 
 /// Sets a reply; false when it could not be set (the caller then tempfails
 /// rather than reject with a text nobody chose).
-private func setReply(_ reply: Reply, digit: Int, ctx: OpaquePointer, state: Connection) -> Bool {
+private func setReply(_ reply: Reply, digit: Int, ctx: OpaquePointer, state: MilterConnection) -> Bool {
     guard reply.isValid(forClass: digit) else {
         state.logger.error("invalid SMTP reply code", metadata: ["code": "\(reply.code)", "enhanced": "\(reply.enhancedCode)"])
         return false
@@ -297,49 +269,9 @@ private func setReply(_ reply: Reply, digit: Int, ctx: OpaquePointer, state: Con
         }
     }
     if status != MI_SUCCESS {
-        countError("reply")
+        state.countError("reply")
         state.logger.error("libmilter refused the reply text", metadata: ["code": "\(code)"])
         return false
     }
     return true
-}
-
-private func apply(_ modification: Modification, ctx: OpaquePointer) -> Modification? {
-    if case .changeHeaderBytes(let name, let occurrence, let value) = modification {
-        // libmilter copies the value; a NUL-terminated buffer of the bytes as they are.
-        var cValue = value.map { CChar(bitPattern: $0) } + [0]
-        let a = strdup(name)
-        defer { free(a) }
-        let status = cValue.withUnsafeMutableBufferPointer { smfi_chgheader(ctx, a, Int32(clamping: occurrence), $0.baseAddress) }
-        return status == MI_SUCCESS ? nil : modification
-    }
-    let status: Int32 = withCStrings(modification) { a, b in
-        switch modification {
-        case .addRecipient: smfi_addrcpt(ctx, a)
-        case .deleteRecipient: smfi_delrcpt(ctx, a)
-        case .changeSender: smfi_chgfrom(ctx, a, nil)
-        case .addHeader: smfi_addheader(ctx, a, b)
-        case .insertHeader(let index, _, _): smfi_insheader(ctx, Int32(clamping: index), a, b)
-        case .changeHeader(_, let occurrence, _): smfi_chgheader(ctx, a, Int32(clamping: occurrence), b)
-        case .changeHeaderBytes: MI_FAILURE  // applied above
-        }
-    }
-    return status == MI_SUCCESS ? nil : modification
-}
-
-/// Calls `body` with mutable C copies of the modification's strings
-/// (libmilter's prototypes take `char *`), freed afterwards.
-private func withCStrings<R>(_ modification: Modification,
-                             _ body: (UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?) -> R) -> R {
-    let (first, second): (String?, String?) = switch modification {
-    case .addRecipient(let address), .deleteRecipient(let address): (address, nil)
-    case .changeSender(let address): ("<\(address)>", nil)
-    case .addHeader(let name, let value), .insertHeader(_, let name, let value): (name, value)
-    case .changeHeader(let name, _, let value): (name, value)
-    case .changeHeaderBytes(let name, _, _): (name, nil)
-    }
-    let a = first.map { strdup($0) } ?? nil
-    let b = second.map { strdup($0) } ?? nil
-    defer { free(a); free(b) }
-    return body(a, b)
 }

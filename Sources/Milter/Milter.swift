@@ -3,9 +3,10 @@ import Glibc
 import Logging
 import Synchronization
 
-/// The Swift side of libmilter: negotiation, per-connection sessions, and the
-/// translation of `Verdict`s and `Modification`s into `smfi_*` calls.
-/// It knows nothing of what the filter decides.
+/// The Swift side of libmilter: negotiation, per-connection sessions, the
+/// translation of `Verdict`s and `Modification`s into `smfi_*` calls, and a
+/// draining shutdown. It knows nothing of what the filter decides, nor its
+/// name: metric names and reply texts come in `Options`.
 public enum Milter {
     /// Message changes the filter may make (SMFIF_*). Negotiation fails
     /// loudly when the MTA cannot grant one of them.
@@ -58,11 +59,24 @@ public enum Milter {
         case connect = 0, helo = 1, mail = 2, recipient = 3, data = 4, endOfMessage = 5, endOfHeaders = 6
     }
 
+    /// The replies the layer sends on its own, in the filter's words.
+    public struct FailureReplies: Sendable {
+        /// A change the MTA refused at end of message: the message is deferred.
+        public var applyFailed: Reply
+        /// A message that began after `shutdown` began: deferred, and retried
+        /// by its sender once the filter is back.
+        public var stopping: Reply
+
+        public init(applyFailed: Reply, stopping: Reply) {
+            self.applyFailed = applyFailed
+            self.stopping = stopping
+        }
+    }
+
     public struct Options: Sendable {
         /// Name for logs and for libmilter.
         public var name: String
-        /// libmilter socket spec: "unix:/path", "inet:port@host", "inet6:port@host".
-        public var socket: String
+        public var socket: SocketSpec
         public var actions: Actions
         /// The steps the filter takes part in; the MTA is asked to skip the rest.
         public var steps: Set<Step>
@@ -78,10 +92,15 @@ public enum Milter {
         public var socketMode: mode_t?
         public var socketOwner: uid_t?
         public var socketGroup: gid_t?
+        public var failureReplies: FailureReplies
+        /// Counter label of milter-level failures, by `kind`: negotiate,
+        /// no_session, reply, apply.
+        public var errorMetric: String
 
-        public init(name: String, socket: String, actions: Actions, steps: Set<Step>, replies: Set<Step>,
+        public init(name: String, socket: SocketSpec, actions: Actions, steps: Set<Step>, replies: Set<Step>,
                     macros: [MacroStage: [String]] = [:], timeout: Int32 = 30, backlog: Int32 = 128,
-                    socketMode: mode_t? = nil, socketOwner: uid_t? = nil, socketGroup: gid_t? = nil) {
+                    socketMode: mode_t? = nil, socketOwner: uid_t? = nil, socketGroup: gid_t? = nil,
+                    failureReplies: FailureReplies, errorMetric: String) {
             self.name = name
             self.socket = socket
             self.actions = actions
@@ -93,10 +112,12 @@ public enum Milter {
             self.socketMode = socketMode
             self.socketOwner = socketOwner
             self.socketGroup = socketGroup
+            self.failureReplies = failureReplies
+            self.errorMetric = errorMetric
         }
 
         /// A TCP socket (inet:, inet6:) rather than a unix one.
-        var isTCP: Bool { socket.hasPrefix("inet") }
+        var isTCP: Bool { socket.isTCP }
 
         /// The steps and replies asked of the MTA: `steps` and `replies`, and
         /// on TCP also DATA with a reply. Measured with a no-op C milter on
@@ -120,6 +141,12 @@ public enum Milter {
 
     /// libmilter is a process-wide singleton, so its registration is too.
     static let registration = Mutex<Registration?>(nil)
+
+    /// The messages of every connection, for `shutdown`.
+    static let gate = MessageGate()
+
+    /// Messages between MAIL FROM and their end now.
+    public static var messagesInFlight: Int { gate.current }
 
     /// The protocol flags (SMFIP_*) agreed at negotiation, for a session that
     /// begins with CONNECT and no OPTNEG: sendmail ends a session with
@@ -172,7 +199,7 @@ public enum Milter {
         }
         guard registered else { throw .alreadyRunning }
 
-        try check(smfi_setconn(strdup(options.socket)), .setConnection(options.socket))
+        try check(smfi_setconn(strdup(options.socket.libmilterSpelling)), .setConnection(options.socket.libmilterSpelling))
         try check(smfi_settimeout(options.timeout), .setTimeout)
         try check(smfi_setbacklog(options.backlog), .setBacklog)
 
@@ -193,7 +220,7 @@ public enum Milter {
         try check(smfi_register(description), .register)
 
         // true: remove a stale unix socket left by a crashed earlier run.
-        try check(smfi_opensocket(1), .openSocket(options.socket))
+        try check(smfi_opensocket(1), .openSocket(options.socket.libmilterSpelling))
         try applySocketPermissions(options)
         if options.isTCP {
             // Measured: without it a TCP milter conversation stalls on
@@ -204,13 +231,34 @@ public enum Milter {
             logger.debug("TCP_NODELAY set on \(count) listening socket(s)")
         }
 
-        logger.info("listening", metadata: ["socket": "\(options.socket)"])
+        logger.info("listening", metadata: ["socket": "\(options.socket.libmilterSpelling)"])
         try check(smfi_main(), .main)
     }
 
-    /// Asks `run` to return once connections in flight are done.
+    /// Asks `run` to return at once: a stopped libmilter reads no further
+    /// command, so messages in flight are left to the MTA's default action.
     public static func stop() {
         _ = smfi_stop()
+    }
+
+    /// Stops after draining (go-milter's `Shutdown`, swift-service-lifecycle's
+    /// graceful shutdown): no message may begin from now on (the layer
+    /// defers it with `FailureReplies.stopping`), those in flight get up to
+    /// `timeout` to finish, then `report` hears how many messages were in
+    /// flight when it began and how many are left, and libmilter stops.
+    /// (`report` runs before the stop: once stopped, `run` returns and the
+    /// process may end.)
+    public static func shutdown(timeout: Duration, report: (_ inFlight: Int, _ left: Int) -> Void = { _, _ in }) {
+        let inFlight = gate.close()
+        let deadline = ContinuousClock.now + timeout
+        while gate.current > 0 && ContinuousClock.now < deadline {
+            usleep(20_000)
+        }
+        report(inFlight, gate.current)
+        // The last end of message may still be writing its reply; libmilter
+        // lets the worker finish it (the stop is seen between commands) and
+        // the listener notices the stop only at its next poll.
+        stop()
     }
 
     private static func check(_ status: Int32, _ error: MilterError) throws(MilterError) {
@@ -218,8 +266,7 @@ public enum Milter {
     }
 
     private static func applySocketPermissions(_ options: Options) throws(MilterError) {
-        guard options.socket.hasPrefix("unix:") || options.socket.hasPrefix("local:") else { return }
-        let path = String(options.socket.drop { $0 != ":" }.dropFirst())
+        guard let path = options.socket.path else { return }
         if options.socketOwner != nil || options.socketGroup != nil {
             let owner = options.socketOwner ?? uid_t.max   // (uid_t)-1: leave as is
             let group = options.socketGroup ?? gid_t.max
@@ -227,32 +274,6 @@ public enum Milter {
         }
         if let mode = options.socketMode, chmod(path, mode) != 0 {
             throw .socketPermissions(path, errno)
-        }
-    }
-}
-
-public enum MilterError: Error, Equatable, CustomStringConvertible {
-    case alreadyRunning
-    case setConnection(String)
-    case setTimeout
-    case setBacklog
-    case register
-    case openSocket(String)
-    case socketPermissions(String, Int32)
-    case main
-    case signals(Int32)
-
-    public var description: String {
-        switch self {
-        case .alreadyRunning: "the milter is already running in this process"
-        case .setConnection(let spec): "libmilter rejected the socket spec \"\(spec)\" (expected unix:/path or inet:port@host)"
-        case .setTimeout: "libmilter rejected the timeout"
-        case .setBacklog: "libmilter rejected the listen backlog"
-        case .register: "libmilter refused to register the filter"
-        case .openSocket(let spec): "cannot open milter socket \(spec) (in use, bad path, or no permission)"
-        case .socketPermissions(let path, let code): "cannot set owner/mode of \(path): \(String(cString: strerror(code)))"
-        case .main: "libmilter's main loop failed"
-        case .signals(let code): "cannot block signals: \(String(cString: strerror(code)))"
         }
     }
 }

@@ -28,11 +28,56 @@ public struct ConfigurationErrors: Error, Sendable, CustomStringConvertible {
 /// Reads sharemail's TOML configuration. Pure: it takes the text, so the
 /// daemon, the checker and the tests load files the same way.
 public enum ConfigurationLoader {
-    /// Parses and validates. Throws every error found (not just the first);
-    /// warnings come back with the configuration.
+    /// Parses and validates the policy, and lets `settings` read the other
+    /// top-level keys (`settingsKeys`: the daemon's) from the same file.
+    /// Throws every error found (not just the first); warnings come back with
+    /// the result.
+    public static func load<Settings>(
+        text: String, file: String, settingsKeys: Set<String>, settings: (inout ConfigurationReader) -> Settings,
+        together check: (Configuration, Settings, inout ConfigurationReader) -> Void = { _, _, _ in }
+    ) throws(ConfigurationErrors) -> (Configuration, Settings, [ConfigurationProblem]) {
+        var reader = try ConfigurationReader(text: text, file: file)
+        reader.checkKeys(reader.table, allowed: Configuration.keys.union(settingsKeys), path: "")
+        let other = settings(&reader)
+        let configuration = reader.configuration()
+        if let configuration { check(configuration, other, &reader) }
+        let errors = reader.problems.filter { $0.severity == .error }
+        if let configuration, errors.isEmpty {
+            return (configuration, other, reader.problems.filter { $0.severity == .warning })
+        }
+        throw ConfigurationErrors(problems: reader.problems.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
+    }
+
+    /// The policy alone: top-level keys that are not the policy's are left
+    /// unread and unchecked (they are the daemon's).
     public static func load(text: String, file: String) throws(ConfigurationErrors) -> (Configuration, [ConfigurationProblem]) {
-        var reader = Reader(file: file, locator: KeyLocator(text: text))
-        let table: TOMLTable
+        var reader = try ConfigurationReader(text: text, file: file)
+        let configuration = reader.configuration()
+        let errors = reader.problems.filter { $0.severity == .error }
+        if let configuration, errors.isEmpty {
+            return (configuration, reader.problems.filter { $0.severity == .warning })
+        }
+        throw ConfigurationErrors(problems: reader.problems.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
+    }
+}
+
+/// One configuration file being read: typed access to its top-level keys,
+/// and every problem found, each with its line. The daemon reads its own
+/// settings through it, so its problems read like the policy's.
+public struct ConfigurationReader {
+    let file: String
+    let locator: KeyLocator
+    let table: TOMLTable
+    public private(set) var problems: [ConfigurationProblem] = []
+
+    static let mailboxKeys: Set<String> = ["address", "manager", "manager_login", "forward_unnamed", "sticky_customers", "staff",
+                                           "unnamed", "from_name"]
+    static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet",
+                                         "away", "backup"]
+
+    init(text: String, file: String) throws(ConfigurationErrors) {
+        self.file = file
+        locator = KeyLocator(text: text)
         do {
             table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
@@ -43,84 +88,33 @@ public enum ConfigurationLoader {
             throw ConfigurationErrors(problems: [ConfigurationProblem(
                 file: file, line: nil, key: "", message: "TOML syntax: \(error)", severity: .error)])
         }
-        let configuration = reader.configuration(table)
-        let errors = reader.problems.filter { $0.severity == .error }
-        if let configuration, errors.isEmpty {
-            return (configuration, reader.problems.filter { $0.severity == .warning })
-        }
-        throw ConfigurationErrors(problems: reader.problems.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
-    }
-}
-
-private struct Reader {
-    let file: String
-    let locator: KeyLocator
-    var problems: [ConfigurationProblem] = []
-
-    static let topKeys: Set<String> = ["socket", "socket_mode", "socket_owner", "socket_group", "trusted_networks",
-                                       "header_fallback_charset", "recipient_delimiter", "log", "log_level", "metrics", "state",
-                                       "retention_days", "state_timeout_ms", "drain_timeout_seconds", "mailbox"]
-    static let mailboxKeys: Set<String> = ["address", "manager", "manager_login", "forward_unnamed", "sticky_customers", "staff",
-                                           "unnamed", "from_name"]
-    static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet",
-                                         "away", "backup"]
-
-    init(file: String, locator: KeyLocator) {
-        self.file = file
-        self.locator = locator
     }
 
-    mutating func problem(_ key: String, _ message: String, severity: ConfigurationProblem.Severity = .error) {
+    /// Records a problem with top-level key `key` (or a key path).
+    public mutating func problem(_ key: String, _ message: String, severity: ConfigurationProblem.Severity = .error) {
         problems.append(ConfigurationProblem(file: file, line: locator.line(of: key), key: key, message: message,
                                              severity: severity))
     }
 
-    mutating func configuration(_ table: TOMLTable) -> Configuration? {
-        checkKeys(table, allowed: Reader.topKeys, path: "")
-        let socket = string(table, "socket", path: "") ?? Configuration.defaultSocket
-        if !(socket.hasPrefix("unix:") || socket.hasPrefix("local:") || socket.hasPrefix("inet:") || socket.hasPrefix("inet6:")) {
-            problem("socket", "\"\(socket)\" is not a libmilter socket: use unix:/path or inet:port@host")
-        }
-        var mode: UInt32?
-        if let text = string(table, "socket_mode", path: "") {
-            if let value = UInt32(text, radix: 8), value <= 0o777 { mode = value } else {
-                problem("socket_mode", "\"\(text)\" is not an octal file mode such as \"0660\"")
-            }
-        }
-        let networks = (stringArray(table, "trusted_networks", path: "") ?? []).enumerated().compactMap { i, text in
+    /// A top-level string; a value of another type is a problem, and nil.
+    public mutating func string(_ key: String) -> String? { string(table, key, path: "") }
+
+    /// A top-level whole number in `range`; anything else is a problem, and nil.
+    public mutating func int(_ key: String, range: ClosedRange<Int>) -> Int? { int(table, key, path: "", range: range) }
+
+    mutating func configuration() -> Configuration? {
+        var configuration = Configuration(mailboxes: [])
+        configuration.trustedNetworks = (stringArray(table, "trusted_networks", path: "") ?? []).enumerated().compactMap { i, text in
             let network = IPNetwork(text)
             if network == nil { problem("trusted_networks[\(i)]", "\"\(text)\" is not an IP address or network") }
             return network
         }
-        let charset = string(table, "header_fallback_charset", path: "") ?? "GB18030"
-        let delimiter = string(table, "recipient_delimiter", path: "") ?? Configuration.defaultRecipientDelimiter
-        if delimiter.contains(where: { $0 == "@" || $0 == "\"" || $0.isWhitespace || !$0.isASCII }) {
-            problem("recipient_delimiter", "\"\(delimiter)\" is not a Postfix recipient_delimiter: give its characters, such as \"+\"")
-        }
-        var log = Configuration.LogTarget.stderr
-        if let text = string(table, "log", path: "") {
-            if let target = Configuration.LogTarget(rawValue: text) { log = target } else {
-                problem("log", "\"\(text)\" is not a log target: use \"syslog\" or \"stderr\"")
+        if let charset = string(table, "header_fallback_charset", path: "") { configuration.headerFallbackCharset = charset }
+        if let delimiter = string(table, "recipient_delimiter", path: "") {
+            configuration.recipientDelimiter = delimiter
+            if delimiter.contains(where: { $0 == "@" || $0 == "\"" || $0.isWhitespace || !$0.isASCII }) {
+                problem("recipient_delimiter", "\"\(delimiter)\" is not a Postfix recipient_delimiter: give its characters, such as \"+\"")
             }
-        }
-        let level = string(table, "log_level", path: "") ?? "info"
-        if !Configuration.logLevels.contains(level) {
-            problem("log_level", "\"\(level)\" is not a level: use one of \(Configuration.logLevels.joined(separator: ", "))")
-        }
-        // No key: the memory lives in the default file; "off" turns it off.
-        var state: String? = string(table, "state", path: "") ?? Configuration.defaultState
-        if state == Configuration.stateOff {
-            state = nil
-        } else if let state, state.isEmpty || !(state.hasPrefix("/") || state.hasPrefix("postgres://") || state.hasPrefix("postgresql://")) {
-            problem("state", "\"\(state)\" is neither an absolute SQLite file path, a postgresql:// URL nor \"off\"")
-        }
-        let retention = int(table, "retention_days", path: "", range: 1...36_500) ?? 365
-        let stateTimeout = int(table, "state_timeout_ms", path: "", range: 1...10_000) ?? 200
-        let drainTimeout = int(table, "drain_timeout_seconds", path: "", range: 0...3_600) ?? 30
-        var metrics: HostPort?
-        if let text = string(table, "metrics", path: "") {
-            metrics = HostPort(text)
-            if metrics == nil { problem("metrics", "\"\(text)\" is not an address and port such as \"127.0.0.1:9325\"") }
         }
 
         var mailboxes: [SharedMailbox] = []
@@ -145,21 +139,14 @@ private struct Reader {
         }
         checkDuplicates(teams)
         checkBackups(teams)
-        // The turn lives in the conversation memory: without one there is nobody to ask.
-        for team in teams where team.mailbox?.unnamed == .roundRobin && state == nil {
-            problem(team.path + ".unnamed", "\"round-robin\" needs the conversation memory, which holds the turn: remove state = \"off\" or choose \"manager\" or \"all\"")
-        }
-        return Configuration(socket: socket, socketMode: mode, socketOwner: string(table, "socket_owner", path: ""),
-                             socketGroup: string(table, "socket_group", path: ""), trustedNetworks: networks,
-                             headerFallbackCharset: charset, recipientDelimiter: delimiter, log: log, logLevel: level, metrics: metrics,
-                             state: state, retentionDays: retention, stateTimeoutMilliseconds: stateTimeout,
-                             drainTimeoutSeconds: drainTimeout, mailboxes: mailboxes)
+        configuration.mailboxes = mailboxes
+        return configuration
     }
 
     /// The mailbox (nil when unusable) and the staff read from it: staff are
     /// checked for duplicates even when their mailbox has an error.
     mutating func mailbox(_ table: TOMLTable, path: String) -> (SharedMailbox?, [Staff]) {
-        checkKeys(table, allowed: Reader.mailboxKeys, path: path)
+        checkKeys(table, allowed: Self.mailboxKeys, path: path)
         let address = requiredAddress(table, "address", path: path)
         let manager = optionalAddress(table, "manager", path: path)
         let managerLogin = string(table, "manager_login", path: path)
@@ -204,7 +191,7 @@ private struct Reader {
     }
 
     mutating func staff(_ table: TOMLTable, path: String) -> Staff? {
-        checkKeys(table, allowed: Reader.staffKeys, path: path)
+        checkKeys(table, allowed: Self.staffKeys, path: path)
         let name = string(table, "name", path: path)
         if table["name"] == nil { problem(path + ".name", "is required") }
         if let name, NameNormalizer.normalize(name).isEmpty { problem(path + ".name", "must not be empty") }

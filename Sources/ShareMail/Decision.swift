@@ -120,3 +120,26 @@ public enum MemoryUpdate: Sendable, Hashable {
     /// (`sharemail pending`); `staff` has it, nil: nobody in particular.
     case customerWrote(customer: EmailAddress, mailbox: EmailAddress, staff: EmailAddress?, subject: String)
 }
+
+extension Decision.Action {
+    /// The action's name in metrics and the audit trail.
+    public var name: String {
+        switch self {
+        case .accept: "accept"
+        case .reject: "reject"
+        case .tempfail: "tempfail"
+        }
+    }
+
+    /// The action in the daemon's log line, with its reply code.
+    public var logText: String {
+        switch self {
+        case .accept: "accept"
+        case .reject(let reply): "reject \(reply.code)"
+        case .tempfail(let reply): "tempfail \(reply.code)"
+        }
+    }
+
+    /// Every action name, for metrics made ahead of time.
+    public static let names = ["accept", "reject", "tempfail"]
+}

@@ -103,7 +103,9 @@ public struct ConversationMemory: Sendable, Hashable {
     }
 }
 
-/// What to look up in the conversation memory before deciding.
+/// What to look up in the conversation memory before deciding: the engine
+/// says which lookups it needs, the memory answers each of them (into a
+/// `ConversationMemory`), and the engine alone decides which answer wins.
 public struct MemoryQuery: Sendable, Hashable {
     /// The unified address the message is for.
     public var mailbox: EmailAddress
@@ -112,10 +114,39 @@ public struct MemoryQuery: Sendable, Hashable {
     public var messageIDs: [String]
     /// The customer: the envelope sender (nil for the null sender).
     public var customer: EmailAddress?
+    /// Look up the staff who last wrote to the customer (the mailbox has
+    /// sticky_customers). The assignment is always looked up, and the thread
+    /// owner whenever there are `messageIDs`.
+    public var lastStaff: Bool
 
-    public init(mailbox: EmailAddress, messageIDs: [String], customer: EmailAddress?) {
+    public init(mailbox: EmailAddress, messageIDs: [String], customer: EmailAddress?, lastStaff: Bool = false) {
         self.mailbox = mailbox
         self.messageIDs = messageIDs
         self.customer = customer
+        self.lastStaff = lastStaff
     }
+}
+
+extension SenderRole {
+    /// Who sent, in the daemon's log line (`role=`).
+    public var logName: String {
+        switch self {
+        case .staff: "staff"
+        case .internal: "internal"
+        case .internet: "internet"
+        }
+    }
+
+    /// Which way the mail goes, in metrics (`direction`) and the audit trail:
+    /// Internet mail is inbound.
+    public var direction: String {
+        switch self {
+        case .staff: "staff"
+        case .internal: "internal"
+        case .internet: "inbound"
+        }
+    }
+
+    /// Every direction name, for metrics made ahead of time.
+    public static let directions = ["inbound", "staff", "internal"]
 }

@@ -351,14 +351,17 @@ public struct PolicyEngine: Sendable {
         var seen = Set<String>()
         let all = (ids + references.reversed() + facts.bodyMessageIDs).filter { seen.insert($0).inserted }
         let customer = address(of: facts.sender)
-        var mailboxes: [EmailAddress] = []
+        var queries: [MemoryQuery] = []
         for recipient in facts.recipients {
             if case .unified(let m) = kind(of: recipient) {
-                let address = directory.configuration.mailboxes[m].address
-                if !mailboxes.contains(address) { mailboxes.append(address) }
+                let mailbox = directory.configuration.mailboxes[m]
+                if !queries.contains(where: { $0.mailbox == mailbox.address }) {
+                    queries.append(MemoryQuery(mailbox: mailbox.address, messageIDs: all, customer: customer,
+                                               lastStaff: mailbox.stickyCustomers))
+                }
             }
         }
-        return mailboxes.map { MemoryQuery(mailbox: $0, messageIDs: all, customer: customer) }
+        return queries
     }
 
     /// A manager who redirects (Resent-*) a customer's message to a staff

@@ -176,6 +176,27 @@ final class PostgresStore: ConversationStore {
     // MARK: Queries
 
     func threadOwner(messageIDs: [String], mailbox: String) throws -> String? {
+        try threadOwner(messageIDs: messageIDs, mailbox: mailbox, deadline: Deadline(after: timeout))
+    }
+
+    func assignedStaff(messageIDs: [String], customer: String?, mailbox: String) throws -> String? {
+        try assignedStaff(messageIDs: messageIDs, customer: customer, mailbox: mailbox, deadline: Deadline(after: timeout))
+    }
+
+    func lastStaff(customer: String, mailbox: String) throws -> String? {
+        try lastStaff(customer: customer, mailbox: mailbox, deadline: Deadline(after: timeout))
+    }
+
+    /// The lookups one after another, all within the one deadline.
+    func recall(messageIDs: [String], customer: String?, mailbox: String, lastStaff: Bool, deadline: Deadline) throws -> Recollection {
+        var found = Recollection()
+        found.assigned = try assignedStaff(messageIDs: messageIDs, customer: customer, mailbox: mailbox, deadline: deadline)
+        found.threadOwner = try threadOwner(messageIDs: messageIDs, mailbox: mailbox, deadline: deadline)
+        if lastStaff, let customer { found.lastStaff = try self.lastStaff(customer: customer, mailbox: mailbox, deadline: deadline) }
+        return found
+    }
+
+    private func threadOwner(messageIDs: [String], mailbox: String, deadline: Deadline) throws -> String? {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
         guard !ids.isEmpty else { return nil }
         let rows = try query(
@@ -183,7 +204,7 @@ final class PostgresStore: ConversationStore {
             SELECT message_id, staff FROM sent
             WHERE mailbox = \(mailbox) AND message_id = ANY(\(ids))
             ORDER BY time DESC, id DESC
-            """)
+            """, deadline: deadline)
         var owners: [String: String] = [:]
         for row in rows {
             let (id, staff) = try row.decode((String, String).self)
@@ -192,7 +213,7 @@ final class PostgresStore: ConversationStore {
         return ids.lazy.compactMap { owners[$0] }.first
     }
 
-    func assignedStaff(messageIDs: [String], customer: String?, mailbox: String) throws -> String? {
+    private func assignedStaff(messageIDs: [String], customer: String?, mailbox: String, deadline: Deadline) throws -> String? {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
         guard !ids.isEmpty || customer != nil else { return nil }
         return try query(
@@ -202,22 +223,52 @@ final class PostgresStore: ConversationStore {
               AND ((kind = 'thread' AND key = ANY(\(ids))) OR (kind = 'customer' AND key = \(customer)))
             ORDER BY kind = 'thread' DESC, time DESC
             LIMIT 1
-            """
+            """, deadline: deadline
         ).first?.decode(String.self)
     }
 
-    func lastStaff(customer: String, mailbox: String) throws -> String? {
+    private func lastStaff(customer: String, mailbox: String, deadline: Deadline) throws -> String? {
         try query(
             """
             SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
             WHERE sent_customer.mailbox = \(mailbox) AND sent_customer.customer = \(customer)
             ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
             LIMIT 1
-            """
+            """, deadline: deadline
         ).first?.decode(String.self)
     }
 
     func recordSent(_ message: SentMessage) throws {
+        try recordSent(message, deadline: Deadline(after: timeout))
+    }
+
+    func recordAudit(_ entry: AuditEntry) throws {
+        try recordAudit(entry, deadline: Deadline(after: timeout))
+    }
+
+    func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws {
+        try assign(assignment, to: staff, mailbox: mailbox, at: time, deadline: Deadline(after: timeout))
+    }
+
+    func record(_ records: [StoreRecord]) throws {
+        try record(records, deadline: Deadline(after: timeout))
+    }
+
+    /// The records one statement each, all within the one deadline.
+    func record(_ records: [StoreRecord], deadline: Deadline) throws {
+        for record in records {
+            switch record {
+            case .sent(let message): try recordSent(message, deadline: deadline)
+            case .assignment(let assignment, let staff, let mailbox, let time):
+                try assign(assignment, to: staff, mailbox: mailbox, at: time, deadline: deadline)
+            case .audit(let entry): try recordAudit(entry, deadline: deadline)
+            case .waiting(let message): try recordWaiting(message, deadline: deadline)
+            case .answered(let mailbox, let customers): try recordAnswered(mailbox: mailbox, customers: customers, deadline: deadline)
+            }
+        }
+    }
+
+    private func recordSent(_ message: SentMessage, deadline: Deadline) throws {
         // One statement, so the message and its customers land together (or not at all).
         try query(
             """
@@ -230,26 +281,26 @@ final class PostgresStore: ConversationStore {
             INSERT INTO sent_customer (sent_id, customer, mailbox, time)
             SELECT new.id, customer, \(message.mailbox), \(message.time)
             FROM new, unnest(\(message.customers.uniqued())::text[]) AS customer
-            """)
+            """, deadline: deadline)
     }
 
-    func recordAudit(_ entry: AuditEntry) throws {
+    private func recordAudit(_ entry: AuditEntry, deadline: Deadline) throws {
         try query(
             """
             INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
             VALUES (\(entry.time), \(entry.queueID), \(entry.direction), \(entry.sender), \(entry.recipients),
                     \(entry.action), \(entry.rule), \(entry.staff), \(entry.mailbox), \(entry.customer))
-            """)
+            """, deadline: deadline)
     }
 
-    func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws {
+    private func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date, deadline: Deadline) throws {
         let (kind, key) = assignment.kindAndKey
         try query(
             """
             INSERT INTO assignments (kind, key, mailbox, staff, time)
             VALUES (\(kind), \(key), \(mailbox), \(staff), \(time))
             ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = EXCLUDED.staff, time = EXCLUDED.time
-            """)
+            """, deadline: deadline)
     }
 
     func auditLog(_ filter: LogFilter) throws -> [AuditEntry] {
@@ -329,19 +380,27 @@ final class PostgresStore: ConversationStore {
     }
 
     func recordWaiting(_ message: WaitingMessage) throws {
+        try recordWaiting(message, deadline: Deadline(after: timeout))
+    }
+
+    private func recordWaiting(_ message: WaitingMessage, deadline: Deadline) throws {
         try query(
             """
             INSERT INTO waiting AS w (mailbox, customer, time, latest, subject, staff)
             VALUES (\(message.mailbox), \(message.customer), \(message.time), \(message.time), \(message.subject), \(message.staff))
             ON CONFLICT (mailbox, customer) DO UPDATE
                 SET latest = EXCLUDED.latest, staff = COALESCE(EXCLUDED.staff, w.staff)
-            """)
+            """, deadline: deadline)
     }
 
     func recordAnswered(mailbox: String, customers: [String]) throws {
+        try recordAnswered(mailbox: mailbox, customers: customers, deadline: Deadline(after: timeout))
+    }
+
+    private func recordAnswered(mailbox: String, customers: [String], deadline: Deadline) throws {
         let customers = customers.uniqued()
         guard !customers.isEmpty else { return }
-        try query("DELETE FROM waiting WHERE mailbox = \(mailbox) AND customer = ANY(\(customers)::text[])")
+        try query("DELETE FROM waiting WHERE mailbox = \(mailbox) AND customer = ANY(\(customers)::text[])", deadline: deadline)
     }
 
     func pending(_ filter: PendingFilter) throws -> [PendingConversation] {
@@ -433,12 +492,14 @@ final class PostgresStore: ConversationStore {
     // MARK: Bounded access
 
     @discardableResult
-    private func query(_ query: PostgresQuery) throws -> [PostgresRow] {
-        try execute(query).rows
+    private func query(_ query: PostgresQuery, deadline: Deadline? = nil) throws -> [PostgresRow] {
+        try execute(query, deadline: deadline).rows
     }
 
-    private func execute(_ query: PostgresQuery) throws -> PostgresQueryResult {
-        let deadline = Deadline(after: timeout)
+    /// Runs one statement by `deadline` (the caller's, shared by its other
+    /// statements), or within the store's timeout.
+    private func execute(_ query: PostgresQuery, deadline: Deadline? = nil) throws -> PostgresQueryResult {
+        let deadline = deadline ?? Deadline(after: timeout)
         return try pool.withConnection(deadline: deadline) { connection in
             try pool.query(query, on: connection, deadline: deadline)
         }

@@ -5,22 +5,6 @@ import Dispatch
 import NIOConcurrencyHelpers
 import Synchronization
 
-/// The moment a store call gives up.
-struct Deadline: Sendable {
-    let instant: DispatchTime
-
-    init(after duration: Duration) {
-        let nanoseconds = max(0, min(duration.seconds * 1e9, 3600e9))
-        instant = DispatchTime.now() + .nanoseconds(Int(nanoseconds))
-    }
-
-    /// Time left, zero once passed.
-    var remaining: Duration {
-        let now = DispatchTime.now().uptimeNanoseconds
-        return instant.uptimeNanoseconds > now ? .nanoseconds(Int64(instant.uptimeNanoseconds - now)) : .zero
-    }
-}
-
 /// One result handed from an asynchronous producer to a blocked waiter. If the
 /// waiter gives up first, `complete` says so, and the producer disposes of the
 /// value (e.g. closes a connection nobody will use).
@@ -59,26 +43,5 @@ final class Rendezvous<Value: Sendable>: Sendable {
             if state.result == nil { state.abandoned = true }
             return state.result
         }
-    }
-}
-
-/// Counts work queued on a backend (including work whose caller already gave
-/// up), so a stuck database cannot pile up an unbounded queue behind it.
-final class InFlight: Sendable {
-    private let count = Synchronization.Atomic<Int>(0)
-    private let limit: Int
-
-    init(limit: Int) { self.limit = limit }
-
-    /// Takes a slot, or throws `StoreError.overloaded` when all are taken. Balance with `leave()`.
-    func enter() throws {
-        if count.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue > limit {
-            leave()
-            throw StoreError.overloaded
-        }
-    }
-
-    func leave() {
-        count.wrappingSubtract(1, ordering: .acquiringAndReleasing)
     }
 }

@@ -17,7 +17,7 @@ final class SQLiteStore: ConversationStore {
     private let file: FileIdentity  // the file opened, to notice it deleted or replaced
     private let timeout: Duration  // bound of each call
     private let logger: Logger
-    private let inFlight = InFlight(limit: 512)  // calls under way: more wait in a queue nobody bounds
+    private let calls = CallLimit(512)  // calls under way: more wait in a queue nobody bounds
     private let isClosed = Atomic<Bool>(false)
 
     /// The database and its WAL and SHM files: readable by the daemon's
@@ -208,15 +208,15 @@ final class SQLiteStore: ConversationStore {
         try read { try Self.lastStaff($0, customer: customer, mailbox: mailbox) }
     }
 
-    /// The three lookups on one reader.
-    func recall(messageIDs: [String], customer: String?, mailbox: String, sticky: Bool) throws -> Recollection {
+    /// The lookups on one reader.
+    func recall(messageIDs: [String], customer: String?, mailbox: String, lastStaff: Bool, deadline: Deadline) throws -> Recollection {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
         guard !ids.isEmpty || customer != nil else { return Recollection() }
-        return try read { db in
+        return try read(by: deadline) { db in
             Recollection(
                 assigned: try Self.assignedStaff(db, ids: ids, customer: customer, mailbox: mailbox),
                 threadOwner: ids.isEmpty ? nil : try Self.threadOwner(db, ids: ids, mailbox: mailbox),
-                lastStaff: sticky ? try customer.flatMap { try Self.lastStaff(db, customer: $0, mailbox: mailbox) } : nil)
+                lastStaff: lastStaff ? try customer.flatMap { try Self.lastStaff(db, customer: $0, mailbox: mailbox) } : nil)
         }
     }
 
@@ -277,10 +277,14 @@ final class SQLiteStore: ConversationStore {
     /// GRDB uses, costs more than the insert itself.
     static let time = "strftime('%Y-%m-%d %H:%M:%f', ?, 'unixepoch')"
 
-    /// Every record in one write transaction: one commit for a batch.
     func record(_ records: [StoreRecord]) throws {
+        try record(records, deadline: Deadline(after: timeout))
+    }
+
+    /// Every record in one write transaction: one commit for a batch.
+    func record(_ records: [StoreRecord], deadline: Deadline) throws {
         guard !records.isEmpty else { return }
-        try write { db in
+        try write(by: deadline) { db in
             for record in records {
                 switch record {
                 case .sent(let message): try Self.insert(db, message)
@@ -416,21 +420,19 @@ final class SQLiteStore: ConversationStore {
     }
 
     private static func insert(_ db: Database, _ message: WaitingMessage) throws {
-        try db.execute(
-            sql: """
-                INSERT INTO waiting (mailbox, customer, time, latest, subject, staff) VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (mailbox, customer) DO UPDATE
-                    SET latest = excluded.latest, staff = COALESCE(excluded.staff, waiting.staff)
-                """,
-            arguments: [message.mailbox, message.customer, message.time, message.time, message.subject, message.staff])
+        try db.cachedStatement(sql: """
+            INSERT INTO waiting (mailbox, customer, time, latest, subject, staff) VALUES (?, ?, \(Self.time), \(Self.time), ?, ?)
+            ON CONFLICT (mailbox, customer) DO UPDATE
+                SET latest = excluded.latest, staff = COALESCE(excluded.staff, waiting.staff)
+            """).execute(arguments: [message.mailbox, message.customer, message.time.timeIntervalSince1970,
+                                     message.time.timeIntervalSince1970, message.subject, message.staff])
     }
 
     private static func answered(_ db: Database, mailbox: String, customers: [String]) throws {
         let customers = customers.uniqued()
         guard !customers.isEmpty else { return }
-        try db.execute(
-            sql: "DELETE FROM waiting WHERE mailbox = ? AND customer IN (\(databaseQuestionMarks(count: customers.count)))",
-            arguments: StatementArguments([mailbox] + customers))
+        try db.cachedStatement(sql: "DELETE FROM waiting WHERE mailbox = ? AND customer IN (\(databaseQuestionMarks(count: customers.count)))")
+            .execute(arguments: StatementArguments([mailbox] + customers))
     }
 
     func pending(_ filter: PendingFilter) throws -> [PendingConversation] {
@@ -512,28 +514,30 @@ final class SQLiteStore: ConversationStore {
     /// cost more than the read itself. No transaction either: each statement reads a consistent
     /// state of its own, and a record landing between a message's lookups only makes the later
     /// answer newer; BEGIN and COMMIT would cost as much as a lookup.
-    private func read<T>(_ body: (Database) throws -> T) throws -> T {
-        try bounded { deadline in
+    private func read<T>(by deadline: Deadline? = nil, _ body: (Database) throws -> T) throws -> T {
+        try bounded(by: deadline) { deadline in
             try pool.unsafeRead { db in try Self.interrupting(db, at: deadline) { try body(db) } }
         }
     }
 
     /// Runs `body` in a write transaction, on the calling thread: the memory's writer thread,
     /// the pruning thread or a command, never a message's session.
-    private func write<T>(_ body: (Database) throws -> T) throws -> T {
-        try bounded { deadline in
+    private func write<T>(by deadline: Deadline? = nil, _ body: (Database) throws -> T) throws -> T {
+        try bounded(by: deadline) { deadline in
             try pool.write { db in try Self.interrupting(db, at: deadline) { try body(db) } }
         }
     }
 
-    /// The one deadline of a call: another process's write lock is waited for by SQLite's busy
-    /// handler, and a statement still running at the deadline is interrupted by its progress
-    /// handler. Both count as a timeout.
-    private func bounded<T>(_ access: (Deadline) throws -> T) throws -> T {
+    /// The one deadline of a call (the caller's, or the store's timeout from now): another
+    /// process's write lock is waited for by SQLite's busy handler, and a statement still running
+    /// at the deadline is interrupted by its progress handler. Both count as a timeout.
+    private func bounded<T>(by deadline: Deadline?, _ access: (Deadline) throws -> T) throws -> T {
         guard !isClosed.load(ordering: .acquiring) else { throw StoreError.closed }
-        try inFlight.enter()
-        defer { inFlight.leave() }
-        let deadline = Deadline(after: timeout)
+        try calls.enter()
+        defer { calls.leave() }
+        let deadline = deadline ?? Deadline(after: timeout)
+        // A deadline already passed: the progress handler would interrupt the first statement anyway.
+        if deadline.remaining == .zero { throw StoreError.timeout }
         do {
             return try access(deadline)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_INTERRUPT || error.resultCode == .SQLITE_BUSY {

@@ -169,9 +169,13 @@ public protocol ConversationStore: Sendable {
     func assign(_ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws
     /// Writes `records` in order, in one transaction where the store can.
     func record(_ records: [StoreRecord]) throws
-    /// The assignment, the thread owner and (with `sticky`) the last staff
-    /// for one message, in one round trip where the store can.
-    func recall(messageIDs: [String], customer: String?, mailbox: String, sticky: Bool) throws -> Recollection
+    /// `record`, all of it by `deadline` (the caller's one budget).
+    func record(_ records: [StoreRecord], deadline: Deadline) throws
+    /// The assignment, the thread owner (when there are `messageIDs`) and,
+    /// with `lastStaff`, the last staff who wrote to `customer`, for one
+    /// message: every lookup answered, all by `deadline`, in one round trip
+    /// where the store can.
+    func recall(messageIDs: [String], customer: String?, mailbox: String, lastStaff: Bool, deadline: Deadline) throws -> Recollection
     func auditLog(_ filter: LogFilter) throws -> [AuditEntry]
     /// Deletes sent messages, audit entries (and assignments) older than `date`; returns rows removed
     /// (sent messages + audit entries + assignments; a sent message's customer rows go with it).
@@ -203,26 +207,6 @@ public protocol ConversationStore: Sendable {
 extension ConversationStore {
     /// A database server has no file to lose.
     public var isReplaced: Bool { false }
-
-    public func record(_ records: [StoreRecord]) throws {
-        for record in records {
-            switch record {
-            case .sent(let message): try recordSent(message)
-            case .assignment(let assignment, let staff, let mailbox, let time): try assign(assignment, to: staff, mailbox: mailbox, at: time)
-            case .audit(let entry): try recordAudit(entry)
-            case .waiting(let message): try recordWaiting(message)
-            case .answered(let mailbox, let customers): try recordAnswered(mailbox: mailbox, customers: customers)
-            }
-        }
-    }
-
-    public func recall(messageIDs: [String], customer: String?, mailbox: String, sticky: Bool) throws -> Recollection {
-        var found = Recollection()
-        found.assigned = try assignedStaff(messageIDs: messageIDs, customer: customer, mailbox: mailbox)
-        if !messageIDs.isEmpty { found.threadOwner = try threadOwner(messageIDs: messageIDs, mailbox: mailbox) }
-        if sticky, let customer { found.lastStaff = try lastStaff(customer: customer, mailbox: mailbox) }
-        return found
-    }
 }
 
 /// Where the conversation memory lives, from the config's `state` string.
@@ -241,6 +225,19 @@ public enum StoreLocation: Sendable, Hashable {
             self = .sqlite(path: trimmed)
         } else {
             return nil
+        }
+    }
+}
+
+extension StoreLocation {
+    /// A PostgreSQL URL without its password, for logs.
+    public var redacted: String {
+        switch self {
+        case .sqlite(let path): return path
+        case .postgres(let url):
+            guard var parts = URLComponents(string: url) else { return "postgresql://…" }
+            if parts.password != nil { parts.password = "****" }
+            return parts.string ?? "postgresql://…"
         }
     }
 }

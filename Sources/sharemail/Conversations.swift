@@ -3,35 +3,32 @@ import Foundation
 import Logging
 import MailHeaders
 import ShareMail
+import ShareMailDaemon
 import ShareMailStore
 
 /// Opens the configured conversation memory for a command-line tool. `readOnly`
 /// (`log`): never creates a database; a missing one exits 66 (EX_NOINPUT).
 func openStore(config path: String, command: String, readOnly: Bool = false) throws -> (Configuration, any ConversationStore) {
-    let configuration: Configuration
+    let file: ConfigurationFile
     do {
-        configuration = try ConfigurationFile.load(path).0
+        file = try ConfigurationFile.load(path).0
     } catch {
-        FileHandle.standardError.write(Data("\(error)\n".utf8))
-        throw ExitCode(78)
+        throw CommandFailure("\(error)", .configurationError)
     }
-    guard let state = configuration.state, let location = StoreLocation(state) else {
-        FileHandle.standardError.write(Data("\(path): state = \"off\": sharemail keeps no conversation memory\n".utf8))
-        throw ExitCode(78)
+    guard let state = file.daemon.state, let location = StoreLocation(state) else {
+        throw CommandFailure("\(path): state = \"off\": sharemail keeps no conversation memory", .configurationError)
     }
     do {
         // A person waits here, not a mail: give the database time.
         let store = try Stores.open(location, logger: Logger(label: "sharemail"), timeout: .seconds(5), readOnly: readOnly)
-        return (configuration, store)
+        return (file.policy, store)
     } catch StoreError.notFound(let file) {
-        FileHandle.standardError.write(Data("""
+        throw CommandFailure("""
             sharemail \(command): no conversation memory at \(file) yet (sharemail serve creates it at its first \
-            start; nothing was created)\n
-            """.utf8))
-        throw ExitCode(66)   // EX_NOINPUT
+            start; nothing was created)
+            """, .noInput)
     } catch {
-        FileHandle.standardError.write(Data("cannot open the conversation memory \(Memory.redacted(location)): \(error)\n".utf8))
-        throw ExitCode(69)   // EX_UNAVAILABLE
+        throw CommandFailure("cannot open the conversation memory \(location.redacted): \(error)", .unavailable)
     }
 }
 
@@ -82,8 +79,7 @@ struct Assign: ParsableCommand {
         defer { store.close() }
         let directory = Directory(configuration)
         guard let reference = directory.staff(loginOrAddress: to) else {
-            FileHandle.standardError.write(Data("sharemail assign: \"\(to)\" is no staff login or address in \(config)\n".utf8))
-            throw ExitCode(64)
+            throw CommandFailure("sharemail assign: \"\(to)\" is no staff login or address in \(config)", .usage)
         }
         let staff = directory.staff(reference)
         let mailbox = directory.mailbox(reference)
@@ -101,8 +97,7 @@ struct Assign: ParsableCommand {
         do {
             try store.assign(assignment, to: staff.address.value, mailbox: mailbox.address.value, at: Date())
         } catch {
-            FileHandle.standardError.write(Data("sharemail assign: \(error)\n".utf8))
-            throw ExitCode(69)
+            throw CommandFailure("sharemail assign: \(error)", .unavailable)
         }
         print("\(what) of \(mailbox.address) is assigned to \(staff.name) <\(staff.address)>")
     }
@@ -166,8 +161,7 @@ struct Log: ParsableCommand {
         var staffAddress: String?
         if let staff {
             guard let reference = directory.staff(loginOrAddress: staff) else {
-                FileHandle.standardError.write(Data("sharemail log: \"\(staff)\" is no staff login or address\n".utf8))
-                throw ExitCode(64)
+                throw CommandFailure("sharemail log: \"\(staff)\" is no staff login or address", .usage)
             }
             staffAddress = directory.staff(reference).address.value
         }
@@ -177,8 +171,7 @@ struct Log: ParsableCommand {
             entries = try store.auditLog(LogFilter(staff: staffAddress, customer: customer.flatMap { EmailAddress($0)?.value },
                                                    since: since.flatMap(Self.parseDate), limit: limit)).reversed()
         } catch {
-            FileHandle.standardError.write(Data("sharemail log: \(error)\n".utf8))
-            throw ExitCode(69)
+            throw CommandFailure("sharemail log: \(error)", .unavailable)
         }
         let formatter = ISO8601DateFormatter()
         if json {

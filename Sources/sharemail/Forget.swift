@@ -48,8 +48,7 @@ struct Forget: ParsableCommand {
         do {
             report = try store.forget(customer: address.value, dryRun: dryRun)
         } catch {
-            FileHandle.standardError.write(Data("sharemail forget: \(error)\n".utf8))
-            throw ExitCode(69)
+            throw CommandFailure("sharemail forget: \(error)", .unavailable)
         }
         print(dryRun ? "would forget \(address) (dry run: nothing deleted):" : "forgot \(address):")
         print("  sent messages:          \(report.sentMessages)")

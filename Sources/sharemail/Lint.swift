@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ShareMail
+import ShareMailDaemon
 import ShareMailStore
 
 struct Lint: ParsableCommand {
@@ -12,7 +13,7 @@ struct Lint: ParsableCommand {
             addresses or logins, staff names or aliases of one mailbox that match the \
             same way, a staff address that is also a unified or manager address, \
             addresses in domains that no unified address covers. Says where the \
-            conversation memory lives: without `state`, in \(Configuration.defaultState); \
+            conversation memory lives: without `state`, in \(DaemonSettings.defaultState); \
             state = "off" turns it off.
 
             A staff belongs to exactly one mailbox: their mail leaves as that \
@@ -32,25 +33,24 @@ struct Lint: ParsableCommand {
 
     func run() throws {
         do {
-            let (configuration, warnings) = try ConfigurationFile.load(config)
+            let (file, warnings) = try ConfigurationFile.load(config)
+            let configuration = file.policy
             for warning in warnings { print(warning) }
             let staff = configuration.mailboxes.reduce(0) { $0 + $1.staff.count }
-            print("\(config): conversation memory: \(Self.memory(configuration.state))")
+            print("\(config): conversation memory: \(Self.memory(file.daemon.state))")
             print("\(config): OK: \(configuration.mailboxes.count) mailbox(es), \(staff) staff, \(warnings.count) warning(s)")
         } catch let errors as ConfigurationErrors {
             for problem in errors.problems { print(problem) }
             let count = errors.problems.filter { $0.severity == .error }.count
-            print("\(config): \(count) error(s)")
-            throw ExitCode(78)
+            throw CommandFailure("\(config): \(count) error(s)", .configurationError, toStandardOutput: true)
         } catch {
-            print("\(error)")
-            throw ExitCode(78)
+            throw CommandFailure("\(error)", .configurationError, toStandardOutput: true)
         }
     }
 
     static func memory(_ state: String?) -> String {
         guard let state else { return "off" }
-        if let location = StoreLocation(state), case .postgres = location { return Memory.redacted(location) }
-        return state == Configuration.defaultState ? "\(state) (the default; state = \"off\" turns it off)" : state
+        if let location = StoreLocation(state), case .postgres = location { return location.redacted }
+        return state == DaemonSettings.defaultState ? "\(state) (the default; state = \"off\" turns it off)" : state
     }
 }

@@ -92,8 +92,7 @@ struct Pending: ParsableCommand {
         do {
             conversations = try store.pending(filter)
         } catch {
-            FileHandle.standardError.write(Data("sharemail pending: \(error)\n".utf8))
-            throw ExitCode(69)
+            throw CommandFailure("sharemail pending: \(error)", .unavailable)
         }
         let formatter = ISO8601DateFormatter()
         let names = Dictionary(configuration.mailboxes.flatMap(\.staff).map { ($0.address.value, $0.name) }, uniquingKeysWith: { a, _ in a })

@@ -15,4 +15,17 @@ struct Sharemail: ParsableCommand {
         version: SharemailVersion.current,
         subcommands: [Serve.self, Check.self, Lint.self, Doctor.self, Assign.self, Log.self, Pending.self, Forget.self]
     )
+
+    /// ArgumentParser's main, plus the commands' one error type.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let failure as CommandFailure {
+            failure.report()
+            exit(withError: failure.code)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

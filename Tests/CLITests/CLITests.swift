@@ -102,7 +102,9 @@ struct CheckTests {
                                                        "--rcpt", "customer@customer.test", "case2-staff-reply.eml"])
         #expect(result.status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
-        #expect(Set(object.keys) == ["action", "reply", "add_recipients", "remove_recipients", "envelope_from", "header_changes", "reasons"])
+        #expect(Set(object.keys) == ["action", "reply", "add_recipients", "remove_recipients", "envelope_from", "header_changes",
+                                     "refused_recipients", "reasons"])
+        #expect(object["refused_recipients"] as? [[String: String]] == [])
         #expect(object["action"] as? String == "accept")
         #expect(object["reply"] is NSNull)
         #expect(object["add_recipients"] as? [String] == ["manager@example.com"])
@@ -125,6 +127,23 @@ struct CheckTests {
         #expect(object["action"] as? String == "reject")
         #expect((object["reply"] as? String)?.hasPrefix("550 5.7.1 ") == true)
         #expect(object["envelope_from"] is NSNull)
+        let refused = try #require(object["refused_recipients"] as? [[String: String]])
+        #expect(refused.count == 1)
+        #expect(refused.first?["recipient"] == "lisi@example.com" && refused.first?["action"] == "reject")
+        #expect(refused.first?["reply"]?.hasPrefix("550 5.7.1 ") == true)
+        #expect(refused.first?["reason"]?.hasPrefix("rule 2:") == true)
+    }
+
+    @Test("--json names each refused recipient also when the others are accepted")
+    func jsonPartialRefusal() throws {
+        let result = try CLI.run(["check"] + config + ["--json", "--from", "c@customer.test", "--rcpt", "lisi@example.com",
+                                                       "--rcpt", "sales@example.com"])
+        #expect(result.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+        #expect(object["action"] as? String == "accept")
+        let refused = try #require(object["refused_recipients"] as? [[String: String]])
+        #expect(refused.map { $0["recipient"] } == ["lisi@example.com"])
+        #expect(refused.first?["action"] == "reject")
     }
 
     @Test("exit statuses: 64 bad usage, 65 unreadable message, 78 bad config", arguments: [

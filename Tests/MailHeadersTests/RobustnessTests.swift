@@ -57,9 +57,11 @@ import Testing
             let list = decoder.addressList("Zhang San <z@x>, \(g)")
             #expect(list.mailboxes.first == Mailbox(displayName: "Zhang San", address: "z@x", source: "Zhang San <z@x>"), "\(g)")
         }
-        // Garbage before: everything after the next real separator still comes out.
+        // An unterminated comment has no end (RFC 5322): it takes the rest of
+        // the value, and no mailbox is made up from what it swallowed.
         let after = decoder.addressList("(((, \"x, \" , Li <l@y>")
-        _ = after
+        #expect(after.mailboxes.isEmpty, "\(after.mailboxes)")
+        // Other garbage before: everything after the next real separator still comes out.
         #expect(decoder.addressList("<<x, Li <l@y>").mailboxes.last?.address == "l@y")
         #expect(decoder.addressList(";;; Li <l@y>").mailboxes.last?.address == "l@y")
         #expect(decoder.addressList("a@x, =?utf-8?B?!!?= <b@y>, c@z").mailboxes.map(\.address) == ["a@x", "b@y", "c@z"])

@@ -4,6 +4,7 @@
 import Foundation
 import Glibc
 import PostfixLab
+import PostgresTestSupport
 import Testing
 
 @testable import ShareMailStore

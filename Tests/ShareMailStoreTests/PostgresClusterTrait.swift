@@ -1,6 +1,6 @@
-// Swift Testing's side of the private PostgreSQL cluster (PostfixLab's
+// Swift Testing's side of the private PostgreSQL cluster (PostgresTestSupport's
 // `PostgresCluster`): one cluster per suite, through a trait.
-import PostfixLab
+import PostgresTestSupport
 import Testing
 
 /// Starts one private cluster around a suite and stops it after. If PostgreSQL cannot be

@@ -5,6 +5,7 @@ import Dispatch
 import Foundation
 import Logging
 import PostfixLab
+import PostgresTestSupport
 import Testing
 
 @testable import ShareMailStore

@@ -25,7 +25,9 @@ struct MemoryTests {
         let facts = message(internet, from: "<c@customer.test>", to: ["<sales@example.com>", "<lisi@example.com>"],
                             headers: [("References", "<a@x> <b@x> <c@x>"), ("In-Reply-To", "<c@x>")])
         let queries = engine.memoryQueries(facts)
-        #expect(queries == [MemoryQuery(mailbox: sales, messageIDs: ["c@x", "b@x", "a@x"], customer: EmailAddress("c@customer.test"))])
+        // sales@ has sticky_customers: the engine asks for the last staff too.
+        #expect(queries == [MemoryQuery(mailbox: sales, messageIDs: ["c@x", "b@x", "a@x"], customer: EmailAddress("c@customer.test"),
+                                        lastStaff: true)])
         #expect(engine.memoryQueries(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: ["<c@customer.test>"])).isEmpty)
     }
 
@@ -51,6 +53,22 @@ struct MemoryTests {
         let sticky = reply([("To", "sales@example.com")], memory: ConversationMemory(lastStaff: zhangsan))
         #expect(sticky.added == ["manager@example.com", "zhangsan@example.com"])
         #expect(sticky.rule == "sticky")
+    }
+
+    @Test("the engine asks for the last staff only where the mailbox is sticky")
+    func lastStaffOnlyWhenSticky() throws {
+        let plain = PolicyEngine(configuration: try ConfigurationLoader.load(text: seedTOML, file: "t").0)
+        let facts = message(internet, from: "<c@customer.test>", to: ["<sales@example.com>"], headers: [("In-Reply-To", "<m@x>")])
+        #expect(plain.memoryQueries(facts).map(\.lastStaff) == [false])
+        #expect(engine.memoryQueries(facts).map(\.lastStaff) == [true])
+    }
+
+    @Test("a stale assignment (staff since removed) gives way to a live thread owner")
+    func staleAssignmentLiveThreadOwner() {
+        let d = reply([("To", "\"Lisi\" <sales@example.com>"), ("In-Reply-To", "<m1@example.com>")],
+                      memory: ConversationMemory(assigned: EmailAddress("gone@example.com"), threadOwner: zhangsan))
+        #expect(d.added == ["manager@example.com", "zhangsan@example.com"])
+        #expect(d.rule == "thread")
     }
 
     @Test("memory naming someone who is no longer staff of this mailbox is ignored")

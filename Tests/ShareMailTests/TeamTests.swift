@@ -80,13 +80,6 @@ struct TeamConfigurationTests {
         #expect(problems(unknown).contains { $0.contains("mailbox[0].unnamed: \"random\" is not a rule") })
     }
 
-    @Test("round-robin with the memory off is an error")
-    func roundRobinNeedsMemory() {
-        let off = teamTOML.replacingOccurrences(of: "state = \"/var/lib/sharemail/state.sqlite\"", with: "state = \"off\"")
-        #expect(problems(off).contains { $0.contains("t.toml:6: mailbox[0].unnamed: \"round-robin\" needs the conversation memory") })
-        #expect(problems(teamTOML).isEmpty)
-    }
-
     @Test("a backup from another mailbox, one that is away, an unknown one and cycles are errors")
     func backups() {
         let other = teamTOML.replacingOccurrences(of: "backup = \"lisi\"", with: "backup = \"qianqi@example.org\"")

@@ -1,5 +1,6 @@
 import Foundation
 import PostfixLab
+import PostgresTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -1,54 +1,90 @@
 import Glibc
 
-/// A milter socket address, comparable across libmilter's spelling
-/// (`inet:8891@127.0.0.1`) and Postfix's (`inet:127.0.0.1:8891`).
-enum MilterSocket: Equatable, CustomStringConvertible {
+/// Where a milter listens, typed: parsed once from libmilter's spelling
+/// (`unix:/path`, `inet:8891@127.0.0.1`, `inet6:8891@::1`) or from Postfix's
+/// (`inet:127.0.0.1:8891`, as in smtpd_milters), and compared across both.
+public enum SocketSpec: Hashable, Sendable, CustomStringConvertible {
     case unix(path: String)
     case inet(host: String, port: Int)
+    case inet6(host: String, port: Int)
 
-    /// libmilter's spelling, as in sharemail's `socket` setting.
-    init?(libmilter spec: String) {
-        let (kind, rest) = MilterSocket.split(spec)
+    /// libmilter's spelling, as in a filter's `socket` setting. nil for
+    /// anything libmilter would not take.
+    public init?(libmilter spec: String) {
+        guard let colon = spec.firstIndex(of: ":") else { return nil }
+        let kind = spec[..<colon].lowercased()
+        let rest = String(spec[spec.index(after: colon)...])
         switch kind {
-        case "unix", "local": self = .unix(path: rest)
+        case "unix", "local":
+            guard !rest.isEmpty else { return nil }
+            self = .unix(path: rest)
         case "inet", "inet6":
             let parts = rest.split(separator: "@", maxSplits: 1)
-            guard let port = parts.first.flatMap({ Int($0) }) else { return nil }
-            self = .inet(host: parts.count > 1 ? String(parts[1]) : "localhost", port: port)
+            guard let port = parts.first.flatMap({ Int($0) }), (1...65535).contains(port) else { return nil }
+            let host = parts.count > 1 ? String(parts[1]) : "localhost"
+            self = kind == "inet" ? .inet(host: host, port: port) : .inet6(host: host, port: port)
         default: return nil
         }
     }
 
     /// Postfix's spelling, as in smtpd_milters (also `{ inet:h:p, … }`).
-    init?(postfix spec: String) {
-        var spec = Substring(spec).trimmingCharacters(in: " \t{}")
-        if let comma = spec.firstIndex(of: ",") { spec = Substring(spec[..<comma]).trimmingCharacters(in: " \t") }
-        let (kind, rest) = MilterSocket.split(String(spec))
+    public init?(postfix spec: String) {
+        var spec = Substring(spec).trimming(" \t{}")
+        if let comma = spec.firstIndex(of: ",") { spec = Substring(spec[..<comma]).trimming(" \t") }
+        let (kind, rest) = SocketSpec.split(String(spec))
         switch kind {
         case "unix", "local": self = .unix(path: rest)
         case "inet":
             guard let colon = rest.lastIndex(of: ":"), let port = Int(rest[rest.index(after: colon)...]) else { return nil }
-            let host = rest[..<colon].trimmingCharacters(in: "[]")
+            let host = rest[..<colon].trimming("[]")
             self = .inet(host: String(host), port: port)
         default: return nil
         }
     }
 
-    var description: String {
+    /// Postfix's spelling (`unix:/path`, `inet:host:port`): what an admin
+    /// writes into main.cf, and how doctor names the socket.
+    public var description: String {
         switch self {
         case .unix(let path): "unix:\(path)"
-        case .inet(let host, let port): "inet:\(host):\(port)"
+        case .inet(let host, let port), .inet6(let host, let port): "inet:\(host):\(port)"
         }
     }
 
+    /// libmilter's spelling, for `smfi_setconn`.
+    public var libmilterSpelling: String {
+        switch self {
+        case .unix(let path): "unix:\(path)"
+        case .inet(let host, let port): "inet:\(port)@\(host)"
+        case .inet6(let host, let port): "inet6:\(port)@\(host)"
+        }
+    }
+
+    /// The file of a unix socket; nil for TCP.
+    public var path: String? {
+        if case .unix(let path) = self { return path }
+        return nil
+    }
+
+    /// A TCP socket rather than a unix one.
+    public var isTCP: Bool { path == nil }
+
     /// Same socket, counting the loopback names as one host.
-    func matches(_ other: MilterSocket) -> Bool {
+    public func matches(_ other: SocketSpec) -> Bool {
         switch (self, other) {
         case (.unix(let a), .unix(let b)): return a == b
-        case (.inet(let h1, let p1), .inet(let h2, let p2)):
+        case (.unix, _), (_, .unix): return false
+        default:
+            guard let (h1, p1) = hostAndPort, let (h2, p2) = other.hostAndPort else { return false }
             let loopback: Set<String> = ["localhost", "127.0.0.1", "::1"]
             return p1 == p2 && (h1 == h2 || (loopback.contains(h1) && loopback.contains(h2)))
-        default: return false
+        }
+    }
+
+    private var hostAndPort: (String, Int)? {
+        switch self {
+        case .unix: nil
+        case .inet(let host, let port), .inet6(let host, let port): (host, port)
         }
     }
 
@@ -60,7 +96,7 @@ enum MilterSocket: Equatable, CustomStringConvertible {
     /// Connects and performs the milter option negotiation, as Postfix does
     /// first on every connection. Returns nil when the filter answered, or
     /// what went wrong.
-    func probe(timeoutSeconds: Int = 5) -> String? {
+    public func probe(timeoutSeconds: Int = 5) -> String? {
         let fd: Int32
         switch self {
         case .unix(let path):
@@ -77,7 +113,7 @@ enum MilterSocket: Equatable, CustomStringConvertible {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
             if result != 0 { let e = errno; close(fd); return "cannot connect to \(path): \(String(cString: strerror(e)))" }
-        case .inet(let host, let port):
+        case .inet(let host, let port), .inet6(let host, let port):
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
             var list: UnsafeMutablePointer<addrinfo>?
@@ -117,7 +153,8 @@ enum MilterSocket: Equatable, CustomStringConvertible {
 }
 
 extension StringProtocol {
-    func trimmingCharacters(in set: String) -> String {
+    /// Without the leading and trailing characters that are in `set`.
+    fileprivate func trimming(_ set: String) -> String {
         var s = Substring(self)
         while let f = s.first, set.contains(f) { s = s.dropFirst() }
         while let l = s.last, set.contains(l) { s = s.dropLast() }

@@ -1,4 +1,4 @@
-@testable import sharemail
+@testable import ShareMailDaemon
 import Testing
 
 /// `doctor`'s check that a DKIM signer is in both milter lists, on list values alone.

@@ -9,8 +9,7 @@ final class ShareMailSession: MilterSession {
     private let policy: PolicyStore
     private let metrics: ShareMailMetrics?
     private let memory: Memory?
-    private let inFlight: InFlight
-    private var logger: Logger
+    private let logger: Logger
 
     // Connection
     private var channel: Submission.Channel = .smtp
@@ -29,18 +28,15 @@ final class ShareMailSession: MilterSession {
     private var bodyChecked = false
     /// What the memory is to record once the outcome's changes are applied.
     private var unrecorded: (decision: Decision, facts: MessageFacts, queueID: String)?
-    /// MAIL FROM came after a stop began: every recipient is deferred.
-    private var stopping = false
 
-    init(policy: PolicyStore, metrics: ShareMailMetrics?, memory: Memory?, inFlight: InFlight, logger: Logger) {
+    init(policy: PolicyStore, metrics: ShareMailMetrics?, memory: Memory?, logger: Logger) {
         self.policy = policy
         self.metrics = metrics
         self.memory = memory
-        self.inFlight = inFlight
         self.logger = logger
     }
 
-    func connect(hostname: String, client: ClientAddress?, context: MilterContext) -> Verdict {
+    func connect(hostname: String, client: ClientAddress?, context: any MilterContext) -> Verdict {
         // Postfix presents mail from the sendmail command as a connection
         // from localhost [127.0.0.1] port 0: no SMTP client has port 0.
         if let client, client.port == 0, hostname == "localhost", client.ip == "127.0.0.1" || client.ip == "::1" {
@@ -53,14 +49,8 @@ final class ShareMailSession: MilterSession {
         return .continue
     }
 
-    func mailFrom(_ arguments: [String], context: MilterContext) -> Verdict {
+    func mailFrom(_ arguments: [String], context: any MilterContext) -> Verdict {
         resetMessage()
-        // MAIL is a no-reply step: a message that may not begin is deferred
-        // at its first recipient.
-        guard inFlight.begin() else {
-            stopping = true
-            return .continue
-        }
         engine = policy.snapshot()
         submission = Submission(channel: channel, login: context.macro("{auth_authen}"), clientAddress: client)
         sender = Self.envelopeAddress(arguments, resolved: context.macro("{mail_addr}"))
@@ -78,8 +68,7 @@ final class ShareMailSession: MilterSession {
                                parameters: Array(arguments.dropFirst()))
     }
 
-    func recipient(_ arguments: [String], context: MilterContext) -> Verdict {
-        if stopping { return .tempfail(Self.shuttingDown) }
+    func recipient(_ arguments: [String], context: any MilterContext) -> Verdict {
         guard let engine, !arguments.isEmpty else {
             return .tempfail(Self.internalError)
         }
@@ -112,12 +101,12 @@ final class ShareMailSession: MilterSession {
         }
     }
 
-    func header(name: String, value: [UInt8], context: MilterContext) -> Verdict {
+    func header(name: String, value: [UInt8], context: any MilterContext) -> Verdict {
         headers.append(Header(name: name, raw: value))
         return .continue
     }
 
-    func body(_ chunk: UnsafeRawBufferPointer, context: MilterContext) -> Verdict {
+    func body(_ chunk: UnsafeRawBufferPointer, context: any MilterContext) -> Verdict {
         if !bodyChecked {
             bodyChecked = true
             if memory != nil, BounceScanner.wants(sender: sender, headers: headers) { bounce = BounceScanner() }
@@ -127,16 +116,12 @@ final class ShareMailSession: MilterSession {
         return bounce!.wantsMore ? .continue : .skip
     }
 
-    func endOfMessage(context: MilterContext) -> MessageOutcome {
+    func endOfMessage(context: any MilterContext) -> MessageOutcome {
         defer { resetMessage() }
         let queueID = context.macro("i") ?? "NOQUEUE"
         guard let engine else {
-            if stopping {
-                logger.notice("\(queueID): sharemail is stopping: deferring")
-                return MessageOutcome(verdict: .tempfail(Self.shuttingDown))
-            }
             logger.error("\(queueID): end of message without MAIL FROM: deferring")
-            metrics?.countTempfail(direction: "inbound")
+            metrics?.countTempfail(.internet)
             return MessageOutcome(verdict: .tempfail(Self.internalError))
         }
         var facts = MessageFacts(submission: submission, sender: sender, recipients: recipients, headers: headers,
@@ -144,7 +129,7 @@ final class ShareMailSession: MilterSession {
         if let memory {
             facts.bodyMessageIDs = bounce?.messageIDs ?? []
             let queries = engine.memoryQueries(facts)
-            if let recalled = memory.recall(queries, engine: engine) {
+            if let recalled = memory.recall(queries) {
                 facts.memory = recalled
                 // Round-robin: only a message that starts a conversation takes a turn.
                 let turns = engine.turnRequests(facts)
@@ -187,7 +172,6 @@ final class ShareMailSession: MilterSession {
     }
 
     private func resetMessage() {
-        if engine != nil { inFlight.end() }
         engine = nil
         sender = EnvelopeAddress(written: "", resolved: nil)
         smtpUTF8 = false
@@ -195,7 +179,6 @@ final class ShareMailSession: MilterSession {
         headers.removeAll(keepingCapacity: true)
         bounce = nil
         bodyChecked = false
-        stopping = false
     }
 
     /// One line per message, starting with the Postfix queue id as Postfix's
@@ -206,8 +189,8 @@ final class ShareMailSession: MilterSession {
             "channel": "\(submission.channel.rawValue)",
             "from": "\(sender)",
             "rcpt": "\(recipients.map(\.description).joined(separator: ","))",
-            "role": "\(Self.describe(decision.role))",
-            "action": "\(Self.describe(decision.action))",
+            "role": "\(decision.role.logName)",
+            "action": "\(decision.action.logText)",
             "rule": "\(decision.rule)",
         ]
         if let login = submission.login { metadata["login"] = "\(login)" }
@@ -229,9 +212,6 @@ final class ShareMailSession: MilterSession {
 
     static let internalError = Reply(code: 451, enhancedCode: "4.3.0",
                                      text: "sharemail could not decide on this message; try again later")
-
-    static let shuttingDown = Reply(code: 451, enhancedCode: "4.3.2",
-                                    text: "sharemail is restarting; try again later")
 
     static func reply(_ reply: SMTPReply) -> Reply {
         Reply(code: reply.code, enhancedCode: reply.enhancedCode, text: reply.text)
@@ -264,22 +244,6 @@ final class ShareMailSession: MilterSession {
             }
             changes += decision.addRecipients.map { .addRecipient("<\($0.value)>") }
             return MessageOutcome(verdict: .continue, modifications: changes)
-        }
-    }
-
-    static func describe(_ role: SenderRole) -> String {
-        switch role {
-        case .staff: "staff"
-        case .internal: "internal"
-        case .internet: "internet"
-        }
-    }
-
-    static func describe(_ action: Decision.Action) -> String {
-        switch action {
-        case .accept: "accept"
-        case .reject(let reply): "reject \(reply.code)"
-        case .tempfail(let reply): "tempfail \(reply.code)"
         }
     }
 }

@@ -17,13 +17,10 @@ struct ShareMailMetrics: Sendable {
     let reloadsSucceeded: Counter
     let reloadsFailed: Counter
 
-    static let directions = ["inbound", "staff", "internal"]
-    static let actions = ["accept", "reject", "tempfail"]
-
     init() {
         var messages: [String: Counter] = [:]
-        for direction in Self.directions {
-            for action in Self.actions {
+        for direction in SenderRole.directions {
+            for action in Decision.Action.names {
                 messages["\(direction)/\(action)"] = Counter(label: "sharemail_messages_total",
                                                              dimensions: [("direction", direction), ("action", action)])
             }
@@ -36,20 +33,10 @@ struct ShareMailMetrics: Sendable {
     }
 
     func count(_ decision: Decision) {
-        let direction = switch decision.role {
-        case .internet: "inbound"
-        case .staff: "staff"
-        case .internal: "internal"
-        }
-        let action = switch decision.action {
-        case .accept: "accept"
-        case .reject: "reject"
-        case .tempfail: "tempfail"
-        }
-        messages["\(direction)/\(action)"]?.increment()
+        messages["\(decision.role.direction)/\(decision.action.name)"]?.increment()
     }
 
-    func countTempfail(direction: String) {
-        messages["\(direction)/tempfail"]?.increment()
+    func countTempfail(_ role: SenderRole) {
+        messages["\(role.direction)/tempfail"]?.increment()
     }
 }

@@ -12,7 +12,7 @@ final class Memory: Sendable {
     private let location: StoreLocation
     private let timeout: Duration
     private let logger: Logger
-    private let state = NIOLockedValueBox(State())  // see PolicyStore.swift
+    private let state = NIOLockedValueBox(State())  // a pthread mutex: ThreadSanitizer sees it
     private let errors = Counter(label: "sharemail_store_errors_total")
     /// Records are written off the path Postfix waits for.
     private let writer = RecordWriter()
@@ -35,7 +35,7 @@ final class Memory: Sendable {
         writer.start { [self] records in
             guard let store = store() else { return }
             do {
-                try store.record(records)
+                try store.record(records, deadline: Deadline(after: timeout))
             } catch {
                 failed("record", error, store)
             }
@@ -65,7 +65,7 @@ final class Memory: Sendable {
             // reads what is there.
             errors.increment()
             logger.error("conversation memory file was deleted or replaced while sharemail ran: opening it again",
-                         metadata: ["state": "\(Self.redacted(location))"])
+                         metadata: ["state": "\(location.redacted)"])
             lost.close()
             let store = open()
             state.withLockedValue { state in
@@ -107,33 +107,31 @@ final class Memory: Sendable {
     private func open() -> (any ConversationStore)? {
         do {
             let store = try Stores.open(location, logger: logger, timeout: timeout)
-            logger.info("conversation memory open", metadata: ["state": "\(Self.redacted(location))"])
+            logger.info("conversation memory open", metadata: ["state": "\(location.redacted)"])
             return store
         } catch {
             errors.increment()
             state.withLockedValue { $0.retryAfter = ContinuousClock.now + Self.retryInterval }
             logger.error("conversation memory unavailable: routing by names", metadata: [
-                "state": "\(Self.redacted(location))", "error": "\(error)",
+                "state": "\(location.redacted)", "error": "\(error)",
             ])
             return nil
         }
     }
 
-    /// Looks up what the engine asked for, one round trip per mailbox.
-    /// Returns nil (and logs) when the store cannot answer: the engine then
-    /// routes without memory.
-    func recall(_ queries: [MemoryQuery], engine: PolicyEngine) -> [EmailAddress: ConversationMemory]? {
+    /// Answers each lookup the engine asked for, one round trip per mailbox,
+    /// all within one `timeout` for the message. Returns nil (and logs) when
+    /// the store cannot answer: the engine then routes without memory.
+    func recall(_ queries: [MemoryQuery]) -> [EmailAddress: ConversationMemory]? {
         guard !queries.isEmpty else { return [:] }
         guard let store = store() else { return nil }
         var result: [EmailAddress: ConversationMemory] = [:]
         // One budget for all of a message's lookups, not one per call.
-        let deadline = ContinuousClock.now + timeout
+        let deadline = Deadline(after: timeout)
         do {
             for query in queries {
-                if ContinuousClock.now > deadline { throw StoreError.timeout }
-                let sticky = engine.configuration.mailboxes.first { $0.address == query.mailbox }?.stickyCustomers ?? false
                 let found = try store.recall(messageIDs: query.messageIDs, customer: query.customer?.value,
-                                             mailbox: query.mailbox.value, sticky: sticky)
+                                             mailbox: query.mailbox.value, lastStaff: query.lastStaff, deadline: deadline)
                 result[query.mailbox] = ConversationMemory(
                     assigned: found.assigned.flatMap(EmailAddress.init),
                     threadOwner: found.threadOwner.flatMap(EmailAddress.init),
@@ -230,10 +228,10 @@ final class Memory: Sendable {
             }
         }
         records.append(.audit(AuditEntry(
-            time: now, queueID: queueID, direction: direction(decision.role),
+            time: now, queueID: queueID, direction: decision.role.direction,
             sender: facts.sender.bare,
             recipients: facts.recipients.map(\.bare),
-            action: action(decision.action), rule: decision.rule,
+            action: decision.action.name, rule: decision.rule,
             staff: decision.staff.first?.value, mailbox: decision.mailbox?.value,
             customer: customer(decision, facts: facts))))
         return records
@@ -271,22 +269,6 @@ final class Memory: Sendable {
         }
     }
 
-    static func direction(_ role: SenderRole) -> String {
-        switch role {
-        case .internet: "inbound"
-        case .staff: "staff"
-        case .internal: "internal"
-        }
-    }
-
-    static func action(_ action: Decision.Action) -> String {
-        switch action {
-        case .accept: "accept"
-        case .reject: "reject"
-        case .tempfail: "tempfail"
-        }
-    }
-
     /// The customer of a decision: the Internet sender of inbound mail, the
     /// first Internet recipient of staff mail.
     static func customer(_ decision: Decision, facts: MessageFacts) -> String? {
@@ -300,17 +282,6 @@ final class Memory: Sendable {
             return nil
         case .internal:
             return nil
-        }
-    }
-
-    /// A PostgreSQL URL without its password, for logs.
-    static func redacted(_ location: StoreLocation) -> String {
-        switch location {
-        case .sqlite(let path): return path
-        case .postgres(let url):
-            guard var parts = URLComponents(string: url) else { return "postgresql://…" }
-            if parts.password != nil { parts.password = "****" }
-            return parts.string ?? "postgresql://…"
         }
     }
 }

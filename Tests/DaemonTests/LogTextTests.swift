@@ -1,5 +1,5 @@
 import Logging
-@testable import sharemail
+@testable import ShareMailDaemon
 import Testing
 
 /// Log lines carry what SMTP clients send (MAIL FROM, SASL logins, macros):

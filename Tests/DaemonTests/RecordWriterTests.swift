@@ -1,6 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
-@testable import sharemail
+@testable import ShareMailDaemon
 import ShareMailStore
 import Testing
 

@@ -7,16 +7,24 @@
 /// Pure: the list values in, findings out. The order within each list is
 /// `DoctorChecks.milterList`'s (OK "sharemail runs before …", or FAIL with the
 /// reordered list as the fix); this adds the list that lacks a signer.
-struct SignerOrder {
+public struct SignerOrder {
     /// `smtpd_milters` and `non_smtpd_milters`, split into entries.
-    let smtpdMilters: [String]
-    let nonSMTPDMilters: [String]
+    public let smtpdMilters: [String]
+    public let nonSMTPDMilters: [String]
     /// Is this entry sharemail's socket.
-    let isSharemail: (String) -> Bool
+    public let isSharemail: (String) -> Bool
     /// Is this entry a signer (OpenDKIM, rspamd, dkimpy-milter: by name or usual port).
-    let isSigner: (String) -> Bool
+    public let isSigner: (String) -> Bool
 
-    func findings() -> [Finding] {
+    public init(smtpdMilters: [String], nonSMTPDMilters: [String], isSharemail: @escaping (String) -> Bool,
+                isSigner: @escaping (String) -> Bool) {
+        self.smtpdMilters = smtpdMilters
+        self.nonSMTPDMilters = nonSMTPDMilters
+        self.isSharemail = isSharemail
+        self.isSigner = isSigner
+    }
+
+    public func findings() -> [Finding] {
         let lists = [("smtpd_milters", smtpdMilters), ("non_smtpd_milters", nonSMTPDMilters)]
         let signers = lists.map { ($0.0, $0.1.filter(isSigner)) }
         guard signers.contains(where: { !$0.1.isEmpty }) else { return [] }

@@ -1,11 +1,15 @@
 import ShareMail
+import ShareMailDaemon
 import Testing
 
+/// The whole file as the daemon, lint and doctor load it: the policy and the
+/// daemon's settings, every problem of either with its key and line.
 @Suite("Configuration loading")
-struct ConfigurationTests {
+struct ConfigurationFileTests {
     @Test("the seed configuration loads with its defaults")
     func seed() throws {
-        let (configuration, warnings) = try ConfigurationLoader.load(text: seedTOML, file: "seed.toml")
+        let (file, warnings) = try ConfigurationFile.load(text: seedTOML, file: "seed.toml")
+        let configuration = file.policy
         #expect(warnings.isEmpty)
         #expect(configuration.mailboxes.count == 2)
         let sales = configuration.mailboxes[0]
@@ -15,14 +19,37 @@ struct ConfigurationTests {
         #expect(configuration.mailboxes[1].manager.value == "support@example.org")   // manager defaults to address
         #expect(configuration.mailboxes[1].staff[0].login == "zhaoliu@example.org")   // login defaults to address
         #expect(configuration.mailboxes[1].forwardUnnamed == false)
-        #expect(configuration.drainTimeoutSeconds == 30)
+        #expect(file.daemon.drainTimeoutSeconds == 30)
+    }
+
+    /// The policy (round-robin) and the daemon's settings (state) together: only the whole
+    /// file can tell.
+    @Test("round-robin with the memory off is an error")
+    func roundRobinNeedsMemory() throws {
+        let team = """
+            state = "/var/lib/sharemail/state.sqlite"
+
+            [[mailbox]]
+            address = "sales@example.com"
+            unnamed = "round-robin"
+
+              [[mailbox.staff]]
+              name = "Zhangsan"
+              address = "zhangsan@example.com"
+            """
+        let off = team.replacingOccurrences(of: "state = \"/var/lib/sharemail/state.sqlite\"", with: "state = \"off\"")
+        #expect(problems(off).contains { $0.contains("f.toml:5: mailbox[0].unnamed: \"round-robin\" needs the conversation memory") },
+                "\(problems(off))")
+        #expect(problems(team).isEmpty)
+        #expect(problems(team.replacingOccurrences(of: "round-robin", with: "all")).isEmpty)
+        #expect(problems(off.replacingOccurrences(of: "round-robin", with: "all")).isEmpty)
     }
 
     @Test("drain_timeout_seconds: 0 (stop at once) to an hour; anything else names the key")
     func drainTimeout() throws {
         let mailbox = "\n[[mailbox]]\naddress = \"sales@example.com\"\n"
-        #expect(try ConfigurationLoader.load(text: "drain_timeout_seconds = 0" + mailbox, file: "f.toml").0.drainTimeoutSeconds == 0)
-        #expect(try ConfigurationLoader.load(text: "drain_timeout_seconds = 120" + mailbox, file: "f.toml").0.drainTimeoutSeconds == 120)
+        #expect(try ConfigurationFile.load(text: "drain_timeout_seconds = 0" + mailbox, file: "f.toml").0.daemon.drainTimeoutSeconds == 0)
+        #expect(try ConfigurationFile.load(text: "drain_timeout_seconds = 120" + mailbox, file: "f.toml").0.daemon.drainTimeoutSeconds == 120)
         #expect(problems("drain_timeout_seconds = -1" + mailbox).contains { $0.hasPrefix("f.toml:1: drain_timeout_seconds:") })
         #expect(problems("drain_timeout_seconds = 3601" + mailbox).contains { $0.hasPrefix("f.toml:1: drain_timeout_seconds:") })
         #expect(problems("drain_timeout_seconds = \"30\"" + mailbox).contains { $0.hasPrefix("f.toml:1: drain_timeout_seconds:") })
@@ -30,7 +57,7 @@ struct ConfigurationTests {
 
     @Test("manager_login defaults to the manager address; a staff login may not be a manager's")
     func managerLogin() throws {
-        let configuration = try ConfigurationLoader.load(text: seedTOML, file: "seed.toml").0
+        let configuration = try ConfigurationFile.load(text: seedTOML, file: "seed.toml").0.policy
         #expect(configuration.mailboxes[0].managerLogin == "manager")
         #expect(configuration.mailboxes[1].managerLogin == "support@example.org")
         let clash = """
@@ -51,7 +78,7 @@ struct ConfigurationTests {
     @Test("state: memory on by default in /var/lib/sharemail; \"off\" turns it off; a relative path names the key")
     func state() throws {
         let mailbox = "\n[[mailbox]]\naddress = \"sales@example.com\"\n"
-        func state(_ line: String) throws -> String? { try ConfigurationLoader.load(text: line + mailbox, file: "f.toml").0.state }
+        func state(_ line: String) throws -> String? { try ConfigurationFile.load(text: line + mailbox, file: "f.toml").0.daemon.state }
         #expect(try state("") == "/var/lib/sharemail/state.sqlite")
         #expect(try state("state = \"off\"") == nil)
         #expect(try state("state = \"/srv/x.sqlite\"") == "/srv/x.sqlite")
@@ -64,9 +91,9 @@ struct ConfigurationTests {
     @Test("recipient_delimiter: default +, empty for none, never @ or spaces")
     func recipientDelimiter() throws {
         let mailbox = "\n[[mailbox]]\naddress = \"sales@example.com\"\n"
-        #expect(try ConfigurationLoader.load(text: mailbox, file: "f.toml").0.recipientDelimiter == "+")
-        #expect(try ConfigurationLoader.load(text: "recipient_delimiter = \"\"" + mailbox, file: "f.toml").0.recipientDelimiter == "")
-        #expect(try ConfigurationLoader.load(text: "recipient_delimiter = \"+-\"" + mailbox, file: "f.toml").0.recipientDelimiter == "+-")
+        #expect(try ConfigurationFile.load(text: mailbox, file: "f.toml").0.policy.recipientDelimiter == "+")
+        #expect(try ConfigurationFile.load(text: "recipient_delimiter = \"\"" + mailbox, file: "f.toml").0.policy.recipientDelimiter == "")
+        #expect(try ConfigurationFile.load(text: "recipient_delimiter = \"+-\"" + mailbox, file: "f.toml").0.policy.recipientDelimiter == "+-")
         for bad in ["@", "+ ", "\\\""] {
             #expect(problems("recipient_delimiter = \"\(bad)\"" + mailbox).contains { $0.hasPrefix("f.toml:1: recipient_delimiter:") }, "\(bad)")
         }
@@ -74,7 +101,7 @@ struct ConfigurationTests {
 
     func problems(_ toml: String) -> [String] {
         do {
-            _ = try ConfigurationLoader.load(text: toml, file: "f.toml")
+            _ = try ConfigurationFile.load(text: toml, file: "f.toml")
             return []
         } catch {
             return error.problems.map(\.description)
@@ -142,5 +169,20 @@ struct ConfigurationTests {
     @Test("a TOML syntax error gives its line")
     func syntaxLine() {
         #expect(problems("socket = \"x\"\n\n= broken").first?.hasPrefix("f.toml:3:") == true)
+    }
+}
+
+@Suite("Daemon settings: what a reload cannot apply")
+struct DaemonSettingsTests {
+    @Test("every daemon key that changed is named; the policy's keys never are")
+    func restartKeys() throws {
+        let mailbox = "\n[[mailbox]]\naddress = \"sales@example.com\"\n"
+        let running = try ConfigurationFile.load(text: mailbox, file: "a.toml").0.daemon
+        let changed = try ConfigurationFile.load(
+            text: "log_level = \"debug\"\nstate_timeout_ms = 50\ndrain_timeout_seconds = 5\ntrusted_networks = [\"10.0.0.0/8\"]" + mailbox,
+            file: "b.toml").0.daemon
+        #expect(changed.restartKeys(changedFrom: running) == ["log_level", "state_timeout_ms", "drain_timeout_seconds"])
+        #expect(running.restartKeys(changedFrom: running).isEmpty)
+        #expect(running == DaemonSettings())  // the file's defaults are the type's
     }
 }
