@@ -34,8 +34,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
 
-    check(decoder.rewritingMailboxes(in: text) { _ in nil } == nil,
-          "replacing nothing did not return nil: \(debug(text))")
+    check(
+        decoder.rewritingMailboxes(in: text) { _ in nil } == nil,
+        "replacing nothing did not return nil: \(debug(text))")
 
     // Identity-ish: every mailbox, then every other one, replaced by its own source.
     for stride in [1, 2] {
@@ -48,8 +49,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             check(rewritten == nil, "rewrote a value without mailboxes: \(debug(text))")
         } else {
             check(index == mailboxes.count, "rewriter saw \(index) of \(mailboxes.count) mailboxes: \(debug(text))")
-            check(rewritten.map { Array($0.utf8) } == utf8,
-                  "identity rewrite changed \(debug(text)) into \(debug(rewritten ?? "nil"))")
+            check(
+                rewritten.map { Array($0.utf8) } == utf8,
+                "identity rewrite changed \(debug(text)) into \(debug(rewritten ?? "nil"))")
         }
     }
 
@@ -65,13 +67,15 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if let replaced {
         let after = decoder.addressList(replaced).mailboxes
         if !containsMarker(utf8) {
-            check(after.count == mailboxes.count,
-                  "rewrite turned \(mailboxes.count) mailboxes into \(after.count): \(debug(text)) → \(debug(replaced))")
+            check(
+                after.count == mailboxes.count,
+                "rewrite turned \(mailboxes.count) mailboxes into \(after.count): \(debug(text)) → \(debug(replaced))")
             for (old, new) in zip(mailboxes, after) {
                 let address = old.address.isEmpty ? old.address : newAddress
-                check(new.address == address && scalars(new.displayName) == scalars(old.displayName)
+                check(
+                    new.address == address && scalars(new.displayName) == scalars(old.displayName)
                         && (!old.address.isEmpty || new.source == old.source),
-                      "rewrite of \(debug(old.source)) read back as \(new) in \(debug(replaced)) (from \(debug(text)))")
+                    "rewrite of \(debug(old.source)) read back as \(new) in \(debug(replaced)) (from \(debug(text)))")
             }
         }
     } else {

@@ -33,7 +33,7 @@ private func header(from data: [UInt8]) -> [UInt8] {
     var i = 0
     while i < data.count {
         let b = data[i]
-        if (b == 0x01 || b == 0x02), i + 1 < data.count {
+        if b == 0x01 || b == 0x02, i + 1 < data.count {
             let k = Int(data[i + 1])
             let form = forms[k % forms.count]
             if b == 0x01 {

@@ -34,8 +34,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         check(boxes.count == 1, "\(boxes.count) mailboxes from \(debug(folded)) (name \(debug(text)))")
         check(boxes[0].address == address, "address \(debug(boxes[0].address)) from \(debug(folded))")
         let got = boxes[0].displayName.map { Array($0.unicodeScalars) }
-        check(got == expected.map { Array($0.unicodeScalars) },
-                     "name \(debug(text)) came back as \(debug(boxes[0].displayName ?? "nil")) from \(debug(folded)) (smtpUTF8 \(smtpUTF8))")
+        check(
+            got == expected.map { Array($0.unicodeScalars) },
+            "name \(debug(text)) came back as \(debug(boxes[0].displayName ?? "nil")) from \(debug(folded)) (smtpUTF8 \(smtpUTF8))")
         // Decoding the folded value as Subject text must not crash either.
         _ = decoder.unstructured(folded)
     }

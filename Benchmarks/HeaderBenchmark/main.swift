@@ -121,8 +121,9 @@ let typicalHeaders: [(String, String)] = [
 ]
 
 func facts(_ headers: [(String, String)]) -> MessageFacts {
-    MessageFacts(submission: internet, sender: "<buyer@customer.example>", recipients: ["<sales@example.com>"],
-                 headers: headers.map { Header(name: $0.0, value: $0.1) }, uniqueToken: "benchmark")
+    MessageFacts(
+        submission: internet, sender: "<buyer@customer.example>", recipients: ["<sales@example.com>"],
+        headers: headers.map { Header(name: $0.0, value: $0.1) }, uniqueToken: "benchmark")
 }
 
 /// A To header with `count` addresses (mixed forms), "Zhangsan" <sales@…> last.
@@ -144,7 +145,8 @@ func bigTo(_ count: Int) -> String {
 // MARK: - Machine
 
 func machine() -> [String] {
-    let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+    let cpu =
+        (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
         .split(separator: "\n").first { $0.hasPrefix("model name") }?
         .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown"
     var swift = "unknown"
@@ -161,7 +163,7 @@ func machine() -> [String] {
     }
     var build = "release"
     #if DEBUG
-    build = "DEBUG (figures are meaningless: use swift run -c release header-benchmark)"
+        build = "DEBUG (figures are meaningless: use swift run -c release header-benchmark)"
     #endif
     return [
         "cpu:   \(cpu)",
@@ -206,8 +208,10 @@ func verdict(_ f: Figures, under limit: Double) -> String { f.median < limit ? "
 var rows: [Row] = []
 
 let a = measure(samples: 50_000) { small.decide(typical).addRecipients.count }
-rows.append(Row(name: "(a) decide: typical header block, 10 staff", figures: a, target: "< 20 µs",
-                verdict: verdict(a, under: 20_000)))
+rows.append(
+    Row(
+        name: "(a) decide: typical header block, 10 staff", figures: a, target: "< 20 µs",
+        verdict: verdict(a, under: 20_000)))
 
 // The module's own share: the same five headers parsed as the engine (To, Cc) and a
 // client (From, Reply-To, Subject) would, without matching.
@@ -223,26 +227,34 @@ let headersOnly = measure(samples: 50_000) {
     }
     return n
 }
-rows.append(Row(name: "    MailHeaders only: parse the 5 headers", figures: headersOnly, target: "< 20 µs",
-                verdict: verdict(headersOnly, under: 20_000)))
+rows.append(
+    Row(
+        name: "    MailHeaders only: parse the 5 headers", figures: headersOnly, target: "< 20 µs",
+        verdict: verdict(headersOnly, under: 20_000)))
 
 let b = measure(samples: 2_000, budget: 6) { small.decide(big).addRecipients.count }
-rows.append(Row(name: "(b) decide: 3,000-address To header", figures: b, target: "< 5 ms",
-                verdict: verdict(b, under: 5_000_000)))
+rows.append(
+    Row(
+        name: "(b) decide: 3,000-address To header", figures: b, target: "< 5 ms",
+        verdict: verdict(b, under: 5_000_000)))
 
 let bigRaw = big.headers[1].raw
 let bigParse = measure(samples: 2_000, budget: 6) {
     decoder.addressList(decoder.text(fromRaw: bigRaw)).mailboxes.count
 }
-rows.append(Row(name: "    MailHeaders only: parse the 3,000 To", figures: bigParse, target: "< 5 ms",
-                verdict: verdict(bigParse, under: 5_000_000)))
+rows.append(
+    Row(
+        name: "    MailHeaders only: parse the 3,000 To", figures: bigParse, target: "< 5 ms",
+        verdict: verdict(bigParse, under: 5_000_000)))
 
 let c10 = measure(samples: 50_000) { small.decide(typical).addRecipients.count }
 let c10k = measure(samples: 50_000) { large.decide(typical).addRecipients.count }
 let ratio = c10k.median / c10.median
 rows.append(Row(name: "(c) decide: typical, 10 staff", figures: c10, target: "reference", verdict: ""))
-rows.append(Row(name: "(c) decide: typical, 10,000 staff", figures: c10k, target: "≤ 1.5 × 10 staff",
-                verdict: (ratio <= 1.5 ? "PASS" : "FAIL") + String(format: " (%.2f×)", ratio)))
+rows.append(
+    Row(
+        name: "(c) decide: typical, 10,000 staff", figures: c10k, target: "≤ 1.5 × 10 staff",
+        verdict: (ratio <= 1.5 ? "PASS" : "FAIL") + String(format: " (%.2f×)", ratio)))
 
 // MARK: - Table
 
@@ -257,8 +269,9 @@ let header = pad("case", 46) + lpad("samples", 8) + lpad("median", 11) + lpad("p
 print(header)
 print(String(repeating: "-", count: header.count + 8))
 for row in rows {
-    print(pad(row.name, 46) + lpad("\(row.figures.samples)", 8) + lpad(duration(row.figures.median), 11)
-        + lpad(duration(row.figures.p99), 11) + "   " + pad(row.target, 18) + row.verdict)
+    print(
+        pad(row.name, 46) + lpad("\(row.figures.samples)", 8) + lpad(duration(row.figures.median), 11)
+            + lpad(duration(row.figures.p99), 11) + "   " + pad(row.target, 18) + row.verdict)
 }
 print("")
 print("configuration load (TOML → PolicyEngine): 10 staff \(duration(smallLoad)), 10,000 staff \(duration(largeLoad))")

@@ -42,7 +42,7 @@ struct AddressParser {
     private static func isSpecial(_ b: UInt8) -> Bool {
         switch b {
         case UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "@"), UInt8(ascii: ","),
-             UInt8(ascii: ";"), UInt8(ascii: ":"), UInt8(ascii: "."):
+            UInt8(ascii: ";"), UInt8(ascii: ":"), UInt8(ascii: "."):
             return true
         default:
             return false
@@ -267,8 +267,9 @@ struct AddressParser {
             }
             // <mailto:x@y>
             if let f = nextWord(from: addr.lowerBound, before: addr.upperBound), tokens[f].kind == .atom,
-               let c = nextWord(from: f + 1, before: addr.upperBound), isSpecial(c, ":"),
-               tokens[f].end - tokens[f].start == 6, text(f).lowercased() == "mailto" {
+                let c = nextWord(from: f + 1, before: addr.upperBound), isSpecial(c, ":"),
+                tokens[f].end - tokens[f].start == 6, text(f).lowercased() == "mailto"
+            {
                 addr = (c + 1)..<addr.upperBound
             }
         } else if at >= 0 {
@@ -279,13 +280,15 @@ struct AddressParser {
                 first = p
                 // Dot-atoms: john.doe, "a".b
                 while let dot = previousWord(before: first, from: seg.lowerBound), isSpecial(dot, "."),
-                      let w = previousWord(before: dot, from: seg.lowerBound), isWord(w), touching(w, first) {
+                    let w = previousWord(before: dot, from: seg.lowerBound), isWord(w), touching(w, first)
+                {
                     first = w
                 }
             }
             var last = at
             while let n = nextWord(from: last + 1, before: seg.upperBound), touching(last, n),
-                  tokens[n].kind == .atom || tokens[n].kind == .literal || isSpecial(n, ".") {
+                tokens[n].kind == .atom || tokens[n].kind == .literal || isSpecial(n, ".")
+            {
                 last = n
             }
             phraseRange = seg.lowerBound..<first
@@ -342,7 +345,8 @@ struct AddressParser {
     private func joined(_ r: Range<Int>) -> String {
         guard !r.isEmpty else { return "" }
         if touching(r.lowerBound, r.upperBound - 1),
-           !r.contains(where: { tokens[$0].kind == .comment }) {
+            !r.contains(where: { tokens[$0].kind == .comment })
+        {
             return string(tokens[r.lowerBound].start..<tokens[r.upperBound - 1].end)
         }
         var bytes: [UInt8] = []
@@ -395,7 +399,8 @@ struct AddressParser {
             var previous: UInt8 = 0
             for b in bytes {
                 if (isFWS(b) && (b != 0x20 || previous == 0x20))
-                    || (b == UInt8(ascii: "?") && previous == UInt8(ascii: "=")) {
+                    || (b == UInt8(ascii: "?") && previous == UInt8(ascii: "="))
+                {
                     plain = false
                     break
                 }
@@ -425,7 +430,8 @@ struct AddressParser {
 
     /// RFC 2047-decode, then `collapsed`.
     static func finishName(_ s: [UInt8], fallback: String? = nil) -> String? {
-        let decoded = EncodedWords.containsMarker(s)
+        let decoded =
+            EncodedWords.containsMarker(s)
             ? Array(EncodedWords.decode(bytes: s, fallback: fallback).utf8) : s
         return collapsed(decoded)
     }

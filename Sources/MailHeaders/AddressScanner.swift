@@ -104,11 +104,12 @@ public struct AddressScanner: Sendable {
                 continue
             }
             clean = 0
-            current = view.replacing(found.map { occurrence in
-                var bytes = Array(replacements[occurrence.address]!.utf8)
-                if occurrence.isVERP, let at = bytes.lastIndex(of: Self.at) { bytes[at] = Self.equals }
-                return (occurrence.range, bytes)
-            })
+            current = view.replacing(
+                found.map { occurrence in
+                    var bytes = Array(replacements[occurrence.address]!.utf8)
+                    if occurrence.isVERP, let at = bytes.lastIndex(of: Self.at) { bytes[at] = Self.equals }
+                    return (occurrence.range, bytes)
+                })
             changed = true
             joined = HeaderView(current)
         }
@@ -151,9 +152,15 @@ public struct AddressScanner: Sendable {
         var found: [Occurrence] = []
         var i = 0
         while i < v.count {
-            guard v[i] == Self.at else { i += 1; continue }
+            guard v[i] == Self.at else {
+                i += 1
+                continue
+            }
             guard let (occurrence, end) = candidate(v, at: i, floor: found.last?.range.upperBound ?? 0, isSensitive)
-            else { i += 1; continue }
+            else {
+                i += 1
+                continue
+            }
             found.append(occurrence)
             i = max(end, i + 1)
         }
@@ -163,8 +170,10 @@ public struct AddressScanner: Sendable {
     /// The sensitive address around the "@" at `a`, if any, and where its
     /// domain ends. Local parts never reach back before `floor` (the end of
     /// the previous occurrence).
-    private func candidate(_ v: [UInt8], at a: Int, floor: Int,
-                           _ isSensitive: (String) -> Bool) -> (Occurrence, Int)? {
+    private func candidate(
+        _ v: [UInt8], at a: Int, floor: Int,
+        _ isSensitive: (String) -> Bool
+    ) -> (Occurrence, Int)? {
         // Domain: after optional white space or a fold, LDH labels.
         var ds = a + 1
         while ds < v.count, isFWS(v[ds]) { ds += 1 }
@@ -184,7 +193,8 @@ public struct AddressScanner: Sendable {
             if Self.isLocalByte(v[ls - 1]) {
                 ls -= 1
             } else if v[ls - 1] == Self.quote, ls == le || v[ls] == UInt8(ascii: ".") || extensionDelimiters.contains(v[ls]),
-                      let open = openingQuote(v, closingAt: ls - 1, floor: floor) {
+                let open = openingQuote(v, closingAt: ls - 1, floor: floor)
+            {
                 // A quoted string is part of the local part only where one may
                 // stand: before "@", a dot or an extension. `"hi"zhangsan@` is
                 // text before an address.
@@ -216,7 +226,8 @@ public struct AddressScanner: Sendable {
         for e in ls..<le where v[e] == Self.equals {
             let inner = v[(e + 1)..<le]
             guard inner.count > 2, inner.contains(UInt8(ascii: ".")), inner.allSatisfy(Self.isDomainByte),
-                  inner.first != UInt8(ascii: "."), inner.last != UInt8(ascii: ".") else { continue }
+                inner.first != UInt8(ascii: "."), inner.last != UInt8(ascii: ".")
+            else { continue }
             var verpStarts = starts
             for p in ls..<e where v[p] == UInt8(ascii: "-") { verpStarts.append(p + 1) }
             for s in verpStarts.sorted() where s < e {
@@ -293,7 +304,7 @@ public struct AddressScanner: Sendable {
     private static func isDomainByte(_ b: UInt8) -> Bool {
         switch b {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."):
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."):
             return true
         default:
             return false

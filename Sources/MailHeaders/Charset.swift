@@ -6,9 +6,9 @@
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 enum Charset {
@@ -89,7 +89,7 @@ enum Charset {
         let name = CharsetLabels.normalized(label)
         // Keep iconv away from odd names ("//TRANSLIT", paths, spaces).
         guard !name.isEmpty, name.utf8.count <= 40,
-              name.utf8.allSatisfy({ isLabelByte($0) })
+            name.utf8.allSatisfy({ isLabelByte($0) })
         else { return nil }
         if let encoding = CharsetLabels.encodingByLabel[name] {
             return CharsetLabels.plan(encoding: encoding, label: name)
@@ -113,7 +113,7 @@ enum Charset {
     private static func isLabelByte(_ b: UInt8) -> Bool {
         switch b {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-             UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"):
+            UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"):
             return true
         default:
             return false
@@ -203,7 +203,8 @@ enum Charset {
                     var outPtr: UnsafeMutablePointer<CChar>? = UnsafeMutableRawPointer(outBuf.baseAddress!)
                         .assumingMemoryBound(to: CChar.self)
                     var outLeft = outBuf.count
-                    let r = flushing
+                    let r =
+                        flushing
                         ? iconv(cd, nil, nil, &outPtr, &outLeft)  // flush shift state (ISO-2022-*)
                         : iconv(cd, &inPtr, &inLeft, &outPtr, &outLeft)
                     return (r, r == -1 ? errno : 0, outBuf.count - outLeft)
@@ -260,10 +261,25 @@ enum Charset {
             if b >= 0x80 { return nil }  // HZ is 7-bit
             if b == tilde, i + 1 < bytes.count {
                 let n = bytes[i + 1]
-                if !inGB && n == tilde { gb.append(tilde); i += 2; continue }
-                if n == UInt8(ascii: "{") { inGB = true; i += 2; continue }
-                if n == UInt8(ascii: "}") { inGB = false; i += 2; continue }
-                if !inGB && n == UInt8(ascii: "\n") { i += 2; continue }
+                if !inGB && n == tilde {
+                    gb.append(tilde)
+                    i += 2
+                    continue
+                }
+                if n == UInt8(ascii: "{") {
+                    inGB = true
+                    i += 2
+                    continue
+                }
+                if n == UInt8(ascii: "}") {
+                    inGB = false
+                    i += 2
+                    continue
+                }
+                if !inGB && n == UInt8(ascii: "\n") {
+                    i += 2
+                    continue
+                }
             }
             if inGB {
                 guard i + 1 < bytes.count else { return nil }

@@ -68,8 +68,9 @@ enum EncodedWords {
         kept.reserveCapacity(pieces.count)
         for (k, p) in pieces.enumerated() {
             if case .literal(let r) = p, k > 0, k + 1 < pieces.count,
-               decodable(pieces[k - 1]), decodable(pieces[k + 1]),
-               u[r].allSatisfy(isFWS) {
+                decodable(pieces[k - 1]), decodable(pieces[k + 1]),
+                u[r].allSatisfy(isFWS)
+            {
                 continue
             }
             kept.append(p)
@@ -88,7 +89,8 @@ enum EncodedWords {
                 var run = [first]
                 var j = k + 1
                 while j < kept.count, case .word(let w) = kept[j],
-                      sameCharset(w.charset, first.charset) {
+                    sameCharset(w.charset, first.charset)
+                {
                     run.append(w)
                     j += 1
                 }
@@ -100,8 +102,9 @@ enum EncodedWords {
     }
 
     private static func sameCharset(_ a: String, _ b: String) -> Bool {
-        a == b || a.lowercased().split(separator: "*", maxSplits: 1).first
-            == b.lowercased().split(separator: "*", maxSplits: 1).first
+        a == b
+            || a.lowercased().split(separator: "*", maxSplits: 1).first
+                == b.lowercased().split(separator: "*", maxSplits: 1).first
     }
 
     /// Decode a run of same-charset words, jointly if possible, else one by one.
@@ -118,7 +121,8 @@ enum EncodedWords {
                 out += s
                 k += 1
             } else if k + 1 < run.count, let a = run[k].bytes, let b = run[k + 1].bytes,
-                      let s = decode(a + b, label: run[k].charset, fallback: fallback) {
+                let s = decode(a + b, label: run[k].charset, fallback: fallback)
+            {
                 out += s
                 k += 2
             } else {
@@ -178,7 +182,8 @@ enum EncodedWords {
                 out.append(0x20)
                 i += 1
             } else if b == UInt8(ascii: "="), i + 2 < s.endIndex,
-                      let h = hexValue(s[i + 1]), let l = hexValue(s[i + 2]) {
+                let h = hexValue(s[i + 1]), let l = hexValue(s[i + 2])
+            {
                 out.append(h << 4 | l)
                 i += 3
             } else {

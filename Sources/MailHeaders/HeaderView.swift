@@ -16,7 +16,7 @@ struct HeaderView {
         }
         var kind: Kind
         var source: Range<Int>  // bytes of the raw value
-        var view: Range<Int>    // bytes of `HeaderView.bytes`; empty for dropped white space
+        var view: Range<Int>  // bytes of `HeaderView.bytes`; empty for dropped white space
         var undecodable: String?  // charset of an encoded word shown as written
     }
 
@@ -70,7 +70,8 @@ struct HeaderView {
             case .literal(let r, let undecodable):
                 var dropped = false
                 if n > 0, n + 1 < items.count, case .group = items[n - 1], case .group = items[n + 1],
-                   raw[r].allSatisfy(isFWS) {
+                    raw[r].allSatisfy(isFWS)
+                {
                     dropped = true
                 }
                 let start = bytes.count
@@ -86,8 +87,11 @@ struct HeaderView {
 
     /// The smallest run of words from piece `k` (separated only by white
     /// space, same charset) that decodes; nil when none does.
-    private static func group(_ words: [EncodedWords.Word?], from k: Int, raw: [UInt8], wordByWord: Bool)
-        -> (text: String, end: Int, next: Int, ambiguous: Bool)? {
+    private static func group(
+        _ words: [EncodedWords.Word?], from k: Int, raw: [UInt8], wordByWord: Bool
+    )
+        -> (text: String, end: Int, next: Int, ambiguous: Bool)?
+    {
         guard let first = words[k], first.bytes != nil, Charset.isKnown(first.charset) else { return nil }
         var payload: [UInt8] = []
         var j = k
@@ -104,7 +108,8 @@ struct HeaderView {
             var n = j + 1
             if n < words.count, words[n] == nil {
                 guard n + 1 < words.count, let next = words[n + 1],
-                      raw[w.range.upperBound..<next.range.lowerBound].allSatisfy(isFWS) else { return nil }
+                    raw[w.range.upperBound..<next.range.lowerBound].allSatisfy(isFWS)
+                else { return nil }
                 n += 1
             }
             if n < words.count, let next = words[n], let b = next.bytes, Charset.decode(b, label: next.charset) != nil {
@@ -235,7 +240,10 @@ struct HeaderView {
             var k = n + step
             while k >= 0, k < segments.count {
                 let segment = segments[k]
-                if let other = segment.undecodable { if Self.sameCharset(other, charset) { return true }; break }
+                if let other = segment.undecodable {
+                    if Self.sameCharset(other, charset) { return true }
+                    break
+                }
                 guard segment.view.isEmpty || raw[segment.source].allSatisfy(isFWS) else { break }
                 k += step
             }

@@ -12,14 +12,27 @@ public enum MessageIDs {
         var ids: [String] = []
         var seen = Set<String>()
         var current: String?
-        var depth = 0   // comment nesting
+        var depth = 0  // comment nesting
         var escaped = false
         for character in value {
-            if escaped { escaped = false; if current != nil { current!.append(character) }; continue }
-            if character == "\\" { escaped = true; continue }
+            if escaped {
+                escaped = false
+                if current != nil { current!.append(character) }
+                continue
+            }
+            if character == "\\" {
+                escaped = true
+                continue
+            }
             if current == nil {
-                if character == "(" { depth += 1; continue }
-                if character == ")" { depth = max(0, depth - 1); continue }
+                if character == "(" {
+                    depth += 1
+                    continue
+                }
+                if character == ")" {
+                    depth = max(0, depth - 1)
+                    continue
+                }
                 if depth == 0, character == "<" { current = "" }
                 continue
             }
@@ -31,7 +44,7 @@ public enum MessageIDs {
                 }
                 current = nil
             case "<":
-                current = ""   // an unclosed id: start again at the new one
+                current = ""  // an unclosed id: start again at the new one
             case _ where character.isWhitespace:
                 continue
             default:

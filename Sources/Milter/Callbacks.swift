@@ -40,64 +40,68 @@ private func countError(_ kind: String) {
 
 // MARK: Negotiation
 
-let milterNegotiate: @convention(c) (
-    OpaquePointer?, UInt, UInt, UInt, UInt,
-    UnsafeMutablePointer<UInt>?, UnsafeMutablePointer<UInt>?, UnsafeMutablePointer<UInt>?, UnsafeMutablePointer<UInt>?
-) -> sfsistat = { ctx, offeredActions, offeredProtocol, _, _, actionsOut, protocolOut, out2, out3 in
-    guard let ctx, let registration = Milter.registration.withLock({ $0 }) else { return SMFIS_REJECT }
-    let options = registration.options
-    let logger = registration.logger
+let milterNegotiate:
+    @convention(c) (
+        OpaquePointer?, UInt, UInt, UInt, UInt,
+        UnsafeMutablePointer<UInt>?, UnsafeMutablePointer<UInt>?, UnsafeMutablePointer<UInt>?, UnsafeMutablePointer<UInt>?
+    ) -> sfsistat = { ctx, offeredActions, offeredProtocol, _, _, actionsOut, protocolOut, out2, out3 in
+        guard let ctx, let registration = Milter.registration.withLock({ $0 }) else { return SMFIS_REJECT }
+        let options = registration.options
+        let logger = registration.logger
 
-    let wantedActions = options.actions.rawValue | UInt(SMFIF_SETSYMLIST)
-    guard offeredActions & wantedActions == wantedActions else {
-        // Without these the filter cannot do its job: say so loudly, once
-        // per connection, and let milter_default_action decide.
-        countError("negotiate")
-        logger.error("the MTA does not offer the milter actions \(options.name) needs", metadata: [
-            "needed": "\(String(wantedActions, radix: 16))", "offered": "\(String(offeredActions, radix: 16))",
-        ])
-        return SMFIS_REJECT
-    }
-
-    var flags: UInt = 0
-    let (steps, replies) = options.negotiated
-    for step in Milter.Step.allCases {
-        if !steps.contains(step) {
-            flags |= step.skipFlag
-        } else if !replies.contains(step) {
-            flags |= step.noReplyFlag
+        let wantedActions = options.actions.rawValue | UInt(SMFIF_SETSYMLIST)
+        guard offeredActions & wantedActions == wantedActions else {
+            // Without these the filter cannot do its job: say so loudly, once
+            // per connection, and let milter_default_action decide.
+            countError("negotiate")
+            logger.error(
+                "the MTA does not offer the milter actions \(options.name) needs",
+                metadata: [
+                    "needed": "\(String(wantedActions, radix: 16))", "offered": "\(String(offeredActions, radix: 16))",
+                ])
+            return SMFIS_REJECT
         }
-    }
-    // A filter that reads the body may want to stop early with SMFIS_SKIP.
-    if steps.contains(.body) { flags |= UInt(SMFIP_SKIP) }
-    flags &= offeredProtocol   // ask only for what the MTA can do
 
-    actionsOut?.pointee = wantedActions
-    protocolOut?.pointee = flags
-    out2?.pointee = 0
-    out3?.pointee = 0
-
-    for (stage, names) in options.macros where !names.isEmpty {
-        let list = strdup(names.joined(separator: " "))
-        defer { free(list) }
-        if smfi_setsymlist(ctx, stage.rawValue, list) != MI_SUCCESS {
-            logger.warning("the MTA refused the macro list", metadata: ["stage": "\(stage)"])
+        var flags: UInt = 0
+        let (steps, replies) = options.negotiated
+        for step in Milter.Step.allCases {
+            if !steps.contains(step) {
+                flags |= step.skipFlag
+            } else if !replies.contains(step) {
+                flags |= step.noReplyFlag
+            }
         }
-    }
+        // A filter that reads the body may want to stop early with SMFIS_SKIP.
+        if steps.contains(.body) { flags |= UInt(SMFIP_SKIP) }
+        flags &= offeredProtocol  // ask only for what the MTA can do
 
-    Milter.recordNegotiated(flags)
-    // A connection's state is made here: after XCLIENT, Postfix reopens the
-    // milter session and negotiates again, and connect may never come.
-    return beginConnection(ctx, registration: registration, flags: flags) ? SMFIS_CONTINUE : SMFIS_TEMPFAIL
-}
+        actionsOut?.pointee = wantedActions
+        protocolOut?.pointee = flags
+        out2?.pointee = 0
+        out3?.pointee = 0
+
+        for (stage, names) in options.macros where !names.isEmpty {
+            let list = strdup(names.joined(separator: " "))
+            defer { free(list) }
+            if smfi_setsymlist(ctx, stage.rawValue, list) != MI_SUCCESS {
+                logger.warning("the MTA refused the macro list", metadata: ["stage": "\(stage)"])
+            }
+        }
+
+        Milter.recordNegotiated(flags)
+        // A connection's state is made here: after XCLIENT, Postfix reopens the
+        // milter session and negotiates again, and connect may never come.
+        return beginConnection(ctx, registration: registration, flags: flags) ? SMFIS_CONTINUE : SMFIS_TEMPFAIL
+    }
 
 /// Makes fresh connection state for `ctx`, replacing any left over; false
 /// when libmilter would not keep it.
 private func beginConnection(_ ctx: OpaquePointer, registration: Milter.Registration, flags: UInt) -> Bool {
     releaseConnection(ctx)
     let options = registration.options
-    let state = MilterConnection(session: registration.makeSession(), gate: Milter.gate, replies: options.failureReplies,
-                                 errorMetric: options.errorMetric, logger: registration.logger)
+    let state = MilterConnection(
+        session: registration.makeSession(), gate: Milter.gate, replies: options.failureReplies,
+        errorMetric: options.errorMetric, logger: registration.logger)
     state.protocolFlags = flags
     guard smfi_setpriv(ctx, Unmanaged.passRetained(state).toOpaque()) == MI_SUCCESS else {
         Unmanaged.passUnretained(state).release()
@@ -132,8 +136,9 @@ let milterConnect: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?,
         guard let base = buf.baseAddress, cmilter_format_address(address, base, buf.count, &port) == 0 else { return nil }
         return ClientAddress(ip: String(cString: base), port: Int(port))
     }
-    let verdict = state.connect(hostname: hostname.map { String(cString: $0) } ?? "",
-                                client: client, context: LibmilterContext(pointer: ctx))
+    let verdict = state.connect(
+        hostname: hostname.map { String(cString: $0) } ?? "",
+        client: client, context: LibmilterContext(pointer: ctx))
     return answer(verdict, step: .connect, ctx: ctx, state: state)
 }
 
@@ -159,18 +164,21 @@ let milterData: @convention(c) (OpaquePointer?) -> sfsistat = { ctx in
 let milterHeader: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?) -> sfsistat = {
     ctx, name, value in
     guard let ctx, let state = connection(ctx) else { return missingState() }
-    let bytes: [UInt8] = value.map { pointer in
-        Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)).bindMemory(to: UInt8.self))
-    } ?? []
-    let verdict = state.header(name: name.map { String(cString: $0) } ?? "", value: bytes,
-                               context: LibmilterContext(pointer: ctx))
+    let bytes: [UInt8] =
+        value.map { pointer in
+            Array(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)).bindMemory(to: UInt8.self))
+        } ?? []
+    let verdict = state.header(
+        name: name.map { String(cString: $0) } ?? "", value: bytes,
+        context: LibmilterContext(pointer: ctx))
     return answer(verdict, step: .headers, ctx: ctx, state: state)
 }
 
 let milterBody: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, Int) -> sfsistat = { ctx, bytes, length in
     guard let ctx, let state = connection(ctx) else { return missingState() }
-    let verdict = state.body(UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : length),
-                             context: LibmilterContext(pointer: ctx))
+    let verdict = state.body(
+        UnsafeRawBufferPointer(start: bytes, count: bytes == nil ? 0 : length),
+        context: LibmilterContext(pointer: ctx))
     if verdict == .skip {
         // Negotiated without a reply, the MTA sends the rest anyway.
         if state.expectsNoReply(.body) { return SMFIS_NOREPLY }
@@ -225,8 +233,9 @@ private func arguments(_ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?
 private func answer(_ verdict: Verdict, step: Milter.Step?, ctx: OpaquePointer, state: MilterConnection) -> sfsistat {
     if let step, state.expectsNoReply(step) {
         if verdict != .continue {
-            state.logger.error("a verdict came at a step negotiated without reply; it is lost",
-                               metadata: ["step": "\(step)", "verdict": "\(verdict)"])
+            state.logger.error(
+                "a verdict came at a step negotiated without reply; it is lost",
+                metadata: ["step": "\(step)", "verdict": "\(verdict)"])
         }
         return SMFIS_NOREPLY
     }
@@ -258,8 +267,9 @@ private func setReply(_ reply: Reply, digit: Int, ctx: OpaquePointer, state: Mil
     let status: Int32 = code.withCString { cCode in
         reply.enhancedCode.withCString { cEnhanced in
             if cLines.count == 1 {
-                return smfi_setreply(ctx, UnsafeMutablePointer(mutating: cCode),
-                                     UnsafeMutablePointer(mutating: cEnhanced), cLines[0])
+                return smfi_setreply(
+                    ctx, UnsafeMutablePointer(mutating: cCode),
+                    UnsafeMutablePointer(mutating: cEnhanced), cLines[0])
             }
             return cLines.withUnsafeMutableBufferPointer { buffer in
                 buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { lines in

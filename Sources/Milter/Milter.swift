@@ -97,10 +97,12 @@ public enum Milter {
         /// no_session, reply, apply.
         public var errorMetric: String
 
-        public init(name: String, socket: SocketSpec, actions: Actions, steps: Set<Step>, replies: Set<Step>,
-                    macros: [MacroStage: [String]] = [:], timeout: Int32 = 30, backlog: Int32 = 128,
-                    socketMode: mode_t? = nil, socketOwner: uid_t? = nil, socketGroup: gid_t? = nil,
-                    failureReplies: FailureReplies, errorMetric: String) {
+        public init(
+            name: String, socket: SocketSpec, actions: Actions, steps: Set<Step>, replies: Set<Step>,
+            macros: [MacroStage: [String]] = [:], timeout: Int32 = 30, backlog: Int32 = 128,
+            socketMode: mode_t? = nil, socketOwner: uid_t? = nil, socketGroup: gid_t? = nil,
+            failureReplies: FailureReplies, errorMetric: String
+        ) {
             self.name = name
             self.socket = socket
             self.actions = actions
@@ -190,8 +192,10 @@ public enum Milter {
 
     /// Registers the filter, opens the socket and serves until `stop()` or a
     /// stop signal. Can run once per process (a libmilter limit).
-    public static func run(_ options: Options, logger: Logger,
-                           makeSession: @escaping @Sendable () -> any MilterSession) throws(MilterError) {
+    public static func run(
+        _ options: Options, logger: Logger,
+        makeSession: @escaping @Sendable () -> any MilterSession
+    ) throws(MilterError) {
         let registered = registration.withLock { current -> Bool in
             if current != nil { return false }
             current = Registration(options: options, logger: logger, makeSession: makeSession)
@@ -268,7 +272,7 @@ public enum Milter {
     private static func applySocketPermissions(_ options: Options) throws(MilterError) {
         guard let path = options.socket.path else { return }
         if options.socketOwner != nil || options.socketGroup != nil {
-            let owner = options.socketOwner ?? uid_t.max   // (uid_t)-1: leave as is
+            let owner = options.socketOwner ?? uid_t.max  // (uid_t)-1: leave as is
             let group = options.socketGroup ?? gid_t.max
             if chown(path, owner, group) != 0 { throw .socketPermissions(path, errno) }
         }
@@ -317,7 +321,7 @@ extension Milter {
             case SIGTERM: return .stop(name: "SIGTERM")
             case SIGINT: return .stop(name: "SIGINT")
             case SIGHUP: return .stop(name: "SIGHUP")
-            default: continue   // an error (EINTR is retried in C): wait again
+            default: continue  // an error (EINTR is retried in C): wait again
             }
         }
     }

@@ -19,8 +19,10 @@ public final class MilterConnection {
     /// The current message began after the gate closed: it is deferred.
     private var refused = false
 
-    public init(session: any MilterSession, gate: MessageGate, replies: Milter.FailureReplies,
-                errorMetric: String, logger: Logger) {
+    public init(
+        session: any MilterSession, gate: MessageGate, replies: Milter.FailureReplies,
+        errorMetric: String, logger: Logger
+    ) {
         self.session = session
         self.gate = gate
         self.replies = replies

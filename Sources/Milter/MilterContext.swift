@@ -51,18 +51,24 @@ struct LibmilterContext: MilterContext {
 
     /// Calls `body` with mutable C copies of the modification's strings
     /// (libmilter's prototypes take `char *`), freed afterwards.
-    private static func withCStrings<R>(_ modification: Modification,
-                                        _ body: (UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?) -> R) -> R {
-        let (first, second): (String?, String?) = switch modification {
-        case .addRecipient(let address), .deleteRecipient(let address): (address, nil)
-        case .changeSender(let address): ("<\(address)>", nil)
-        case .addHeader(let name, let value), .insertHeader(_, let name, let value): (name, value)
-        case .changeHeader(let name, _, let value): (name, value)
-        case .changeHeaderBytes(let name, _, _): (name, nil)
-        }
+    private static func withCStrings<R>(
+        _ modification: Modification,
+        _ body: (UnsafeMutablePointer<CChar>?, UnsafeMutablePointer<CChar>?) -> R
+    ) -> R {
+        let (first, second): (String?, String?) =
+            switch modification {
+            case .addRecipient(let address), .deleteRecipient(let address): (address, nil)
+            case .changeSender(let address): ("<\(address)>", nil)
+            case .addHeader(let name, let value), .insertHeader(_, let name, let value): (name, value)
+            case .changeHeader(let name, _, let value): (name, value)
+            case .changeHeaderBytes(let name, _, _): (name, nil)
+            }
         let a = first.map { strdup($0) } ?? nil
         let b = second.map { strdup($0) } ?? nil
-        defer { free(a); free(b) }
+        defer {
+            free(a)
+            free(b)
+        }
         return body(a, b)
     }
 }

@@ -105,14 +105,21 @@ public enum SocketSpec: Hashable, Sendable, CustomStringConvertible {
             var address = sockaddr_un()
             address.sun_family = sa_family_t(AF_UNIX)
             let bytes = Array(path.utf8)
-            guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { close(fd); return "socket path too long" }
+            guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+                close(fd)
+                return "socket path too long"
+            }
             withUnsafeMutableBytes(of: &address.sun_path) { buffer in
                 for (i, byte) in bytes.enumerated() { buffer[i] = byte }
             }
             let result = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
-            if result != 0 { let e = errno; close(fd); return "cannot connect to \(path): \(String(cString: strerror(e)))" }
+            if result != 0 {
+                let e = errno
+                close(fd)
+                return "cannot connect to \(path): \(String(cString: strerror(e)))"
+            }
         case .inet(let host, let port), .inet6(let host, let port):
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

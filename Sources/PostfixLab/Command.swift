@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs external programs (postfix, smtp-sink, sendmail, sharemail) with posix_spawn.
@@ -31,11 +32,13 @@ package enum Command {
             throw LabError("cannot write \(inputPath)")
         }
         let pid = try spawn(argv, stdinPath: inputPath, outputPath: outputPath, newProcessGroup: false)
-        let status = try wait(pid, timeout: timeout) ?? {
-            kill(pid, SIGKILL)
-            _ = try? wait(pid, timeout: .seconds(5))
-            throw LabError("`\(argv.joined(separator: " "))` did not finish within \(timeout)")
-        }()
+        let status =
+            try wait(pid, timeout: timeout)
+            ?? {
+                kill(pid, SIGKILL)
+                _ = try? wait(pid, timeout: .seconds(5))
+                throw LabError("`\(argv.joined(separator: " "))` did not finish within \(timeout)")
+            }()
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
         return Result(argv: argv, status: status, output: output)
     }

@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Who is talking to Postfix. XCLIENT replaces the real client (127.0.0.1), so relay rules and
@@ -59,9 +60,11 @@ package final class Lab: Sendable {
     /// Starts everything in a new directory under `root`; on any failure stops what already
     /// runs and throws.
     /// `sharemailUser`, `sharemailOpenFiles`, `sharemailPrivateState`: see `SharemailDaemon.init`.
-    package static func start(sharemailConfig: String?, under root: String,
-                              sharemailUser: String? = nil, sharemailOpenFiles: Int? = nil,
-                              sharemailPrivateState: Bool = false) throws -> Lab {
+    package static func start(
+        sharemailConfig: String?, under root: String,
+        sharemailUser: String? = nil, sharemailOpenFiles: Int? = nil,
+        sharemailPrivateState: Bool = false
+    ) throws -> Lab {
         guard getuid() == 0 else {
             throw LabError("must run as root: this starts a private Postfix instance")
         }
@@ -72,9 +75,10 @@ package final class Lab: Sendable {
         do {
             // Before Postfix: a missing binary should fail fast, not after Postfix started.
             if let config = sharemailConfig {
-                sharemail = try SharemailDaemon(directory: directory, config: config,
-                                                user: sharemailUser, openFiles: sharemailOpenFiles,
-                                                privateState: sharemailPrivateState)
+                sharemail = try SharemailDaemon(
+                    directory: directory, config: config,
+                    user: sharemailUser, openFiles: sharemailOpenFiles,
+                    privateState: sharemailPrivateState)
             }
             sink = try Sink(directory: directory, port: try freeLoopbackPort())
             postfix = try PostfixInstance(

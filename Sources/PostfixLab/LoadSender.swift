@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One message of a load: its Message-ID (without `<>`), who sends it, the envelope and the bytes.
@@ -114,8 +115,10 @@ package final class LoadSender: Sendable {
     }
 
     /// Sends through Postfix on `port` once `start()` is called.
-    package init(port: UInt16, messages: [LoadMessage], sessions: Int = 10, retry: RetryPolicy = RetryPolicy(),
-                 messagesPerConnection: Int = 50) {
+    package init(
+        port: UInt16, messages: [LoadMessage], sessions: Int = 10, retry: RetryPolicy = RetryPolicy(),
+        messagesPerConnection: Int = 50
+    ) {
         self.port = port
         self.messages = messages
         self.sessions = sessions
@@ -209,7 +212,9 @@ package final class LoadSender: Sendable {
             var anyRecipient = false
             for recipient in message.recipients {
                 let reply = try client.rcptTo(recipient)
-                if reply.isPositive { anyRecipient = true } else if let final = Self.classify(reply, at: "RCPT"), case .deferred = final {
+                if reply.isPositive {
+                    anyRecipient = true
+                } else if let final = Self.classify(reply, at: "RCPT"), case .deferred = final {
                     return final  // one deferred recipient: retry the whole message (no partial sends)
                 }
             }

@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A private Postfix instance on 127.0.0.1:`smtpPort`, run with `postfix -c DIR/conf`.

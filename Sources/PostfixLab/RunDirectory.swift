@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where things live: the package, the sharemail binary, the example configuration.
@@ -54,9 +55,10 @@ package enum RunDirectory {
 
     /// Remembers a daemon's pid so a later run can kill it if this one crashes.
     package static func recordChild(_ pid: pid_t, in directory: String) {
-        guard let handle = FileHandle(forWritingAtPath: directory + "/children.pids")
-            ?? (FileManager.default.createFile(atPath: directory + "/children.pids", contents: nil)
-                ? FileHandle(forWritingAtPath: directory + "/children.pids") : nil)
+        guard
+            let handle = FileHandle(forWritingAtPath: directory + "/children.pids")
+                ?? (FileManager.default.createFile(atPath: directory + "/children.pids", contents: nil)
+                    ? FileHandle(forWritingAtPath: directory + "/children.pids") : nil)
         else { return }
         handle.seekToEndOfFile()
         handle.write(Data("\(pid)\n".utf8))

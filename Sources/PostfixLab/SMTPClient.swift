@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One SMTP reply: the code and the text of every line ("250-a", "250 b" → ["a", "b"]).

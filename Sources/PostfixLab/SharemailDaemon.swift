@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The sharemail milter: `sharemail serve --config FILE --socket unix:PATH`.
@@ -31,8 +32,10 @@ package final class SharemailDaemon: Sendable {
     /// the host's /var/lib ever being read or written (systemd's TemporaryFileSystem= and
     /// BindPaths= do the same). Where no mount namespace may be made (an unprivileged
     /// container), a `state` line naming DIR/var-lib-sharemail/state.sqlite is put in front.
-    package init(directory: String, config: String, binary: String = LabPaths.sharemailBinary,
-                 user: String? = nil, openFiles: Int? = nil, privateState: Bool = false) throws {
+    package init(
+        directory: String, config: String, binary: String = LabPaths.sharemailBinary,
+        user: String? = nil, openFiles: Int? = nil, privateState: Bool = false
+    ) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw LabError("sharemail binary not found at \(binary) (build it with `swift build`, or set SHAREMAIL_BIN)")
         }
@@ -46,8 +49,10 @@ package final class SharemailDaemon: Sendable {
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: false)
             chmod(state, 0o750)
             stateDirectory = state
-            statePrivatelyMounted = (try? Command.run(["unshare", "--mount", "--propagation", "private", "--", "true"],
-                                                     timeout: .seconds(10)))?.succeeded ?? false
+            statePrivatelyMounted =
+                (try? Command.run(
+                    ["unshare", "--mount", "--propagation", "private", "--", "true"],
+                    timeout: .seconds(10)))?.succeeded ?? false
             if !statePrivatelyMounted {
                 config = "state = \"\(state)/state.sqlite\"   # no mount namespace here for the default path\n" + config
             }
@@ -77,9 +82,11 @@ package final class SharemailDaemon: Sendable {
         var wrappers: [String] = []
         if let openFiles { wrappers += ["prlimit", "--nofile=\(openFiles):\(openFiles)", "--"] }
         if let stateDirectory, statePrivatelyMounted {
-            wrappers += ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
-                         #"mount -t tmpfs -o mode=0755 sharemail-lab /var/lib && mkdir /var/lib/sharemail && mount --bind "$0" /var/lib/sharemail && exec "$@""#,
-                         stateDirectory]
+            wrappers += [
+                "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                #"mount -t tmpfs -o mode=0755 sharemail-lab /var/lib && mkdir /var/lib/sharemail && mount --bind "$0" /var/lib/sharemail && exec "$@""#,
+                stateDirectory,
+            ]
         }
         if let user, let entry = getpwnam(user) {  // the user's own group, as systemd's User= without Group=
             wrappers += ["setpriv", "--reuid=\(entry.pointee.pw_uid)", "--regid=\(entry.pointee.pw_gid)", "--init-groups", "--"]
@@ -105,7 +112,8 @@ package final class SharemailDaemon: Sendable {
         guard ready else {
             stop()
             if Self.canConnect(unixSocket: socketPath) {
-                throw LabError("""
+                throw LabError(
+                    """
                     user postfix cannot connect to \(socketPath) (\(Self.describe(socketPath))): \
                     socket_group/socket_mode not applied?\n\(logTail())
                     """)
@@ -116,13 +124,23 @@ package final class SharemailDaemon: Sendable {
 
     /// SIGTERM, then SIGKILL after 5 s.
     package func stop() {
-        guard let running = pid.withLock({ value -> pid_t? in defer { value = nil }; return value }) else { return }
+        guard
+            let running = pid.withLock({ value -> pid_t? in
+                defer { value = nil }
+                return value
+            })
+        else { return }
         Command.terminate(running)
     }
 
     /// SIGKILL without warning: the "milter crashed" case. Leaves the socket file behind.
     package func kill() {
-        guard let running = pid.withLock({ value -> pid_t? in defer { value = nil }; return value }) else { return }
+        guard
+            let running = pid.withLock({ value -> pid_t? in
+                defer { value = nil }
+                return value
+            })
+        else { return }
         Glibc.kill(running, SIGKILL)
         _ = try? Command.wait(running, timeout: .seconds(5))
     }

@@ -53,7 +53,8 @@ public struct BounceScanner: Sendable {
         }
         let prefix = Array("message-id:".utf8)
         guard line.count >= prefix.count,
-              zip(line.prefix(prefix.count), prefix).allSatisfy({ a, b in a | 0x20 == b | 0x20 || a == b }) else { return }
+            zip(line.prefix(prefix.count), prefix).allSatisfy({ a, b in a | 0x20 == b | 0x20 || a == b })
+        else { return }
         let rest = Array(line.dropFirst(prefix.count))
         if rest.contains(UInt8(ascii: ">")) {
             collect(rest)

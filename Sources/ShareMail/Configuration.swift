@@ -23,8 +23,10 @@ public struct Configuration: Sendable, Hashable {
         self.mailboxes = mailboxes
     }
 
-    public init(trustedNetworks: [IPNetwork] = [], headerFallbackCharset: String? = nil,
-                recipientDelimiter: String? = nil, mailboxes: [SharedMailbox]) {
+    public init(
+        trustedNetworks: [IPNetwork] = [], headerFallbackCharset: String? = nil,
+        recipientDelimiter: String? = nil, mailboxes: [SharedMailbox]
+    ) {
         self.init(mailboxes: mailboxes)
         self.trustedNetworks = trustedNetworks
         if let headerFallbackCharset { self.headerFallbackCharset = headerFallbackCharset }
@@ -58,9 +60,11 @@ public struct SharedMailbox: Sendable, Hashable {
     public var stickyCustomers: Bool
     public var staff: [Staff]
 
-    public init(address: EmailAddress, manager: EmailAddress? = nil, managerLogin: String? = nil,
-                forwardUnnamed: Bool = false, stickyCustomers: Bool = false, staff: [Staff],
-                unnamed: UnnamedRule? = nil, fromName: FromNameTemplate = .plain) {
+    public init(
+        address: EmailAddress, manager: EmailAddress? = nil, managerLogin: String? = nil,
+        forwardUnnamed: Bool = false, stickyCustomers: Bool = false, staff: [Staff],
+        unnamed: UnnamedRule? = nil, fromName: FromNameTemplate = .plain
+    ) {
         self.address = address
         self.manager = manager ?? address
         self.managerLogin = managerLogin ?? (manager ?? address).value
@@ -92,8 +96,10 @@ public struct Staff: Sendable, Hashable {
     /// mailbox, as written (the Directory resolves it).
     public var backup: String?
 
-    public init(name: String, aliases: [String] = [], address: EmailAddress, login: String? = nil,
-                receiveInternet: Bool = false, sendInternet: Bool = true, away: Bool = false, backup: String? = nil) {
+    public init(
+        name: String, aliases: [String] = [], address: EmailAddress, login: String? = nil,
+        receiveInternet: Bool = false, sendInternet: Bool = true, away: Bool = false, backup: String? = nil
+    ) {
         self.name = name
         self.aliases = aliases
         self.address = address

@@ -70,10 +70,14 @@ public struct ConfigurationReader {
     let table: TOMLTable
     public private(set) var problems: [ConfigurationProblem] = []
 
-    static let mailboxKeys: Set<String> = ["address", "manager", "manager_login", "forward_unnamed", "sticky_customers", "staff",
-                                           "unnamed", "from_name"]
-    static let staffKeys: Set<String> = ["name", "aliases", "address", "login", "receive_internet", "send_internet",
-                                         "away", "backup"]
+    static let mailboxKeys: Set<String> = [
+        "address", "manager", "manager_login", "forward_unnamed", "sticky_customers", "staff",
+        "unnamed", "from_name",
+    ]
+    static let staffKeys: Set<String> = [
+        "name", "aliases", "address", "login", "receive_internet", "send_internet",
+        "away", "backup",
+    ]
 
     init(text: String, file: String) throws(ConfigurationErrors) {
         self.file = file
@@ -81,19 +85,25 @@ public struct ConfigurationReader {
         do {
             table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            throw ConfigurationErrors(problems: [ConfigurationProblem(
-                file: file, line: error.source.begin.line, key: "", message: "TOML syntax: \(error.description)",
-                severity: .error)])
+            throw ConfigurationErrors(problems: [
+                ConfigurationProblem(
+                    file: file, line: error.source.begin.line, key: "", message: "TOML syntax: \(error.description)",
+                    severity: .error)
+            ])
         } catch {
-            throw ConfigurationErrors(problems: [ConfigurationProblem(
-                file: file, line: nil, key: "", message: "TOML syntax: \(error)", severity: .error)])
+            throw ConfigurationErrors(problems: [
+                ConfigurationProblem(
+                    file: file, line: nil, key: "", message: "TOML syntax: \(error)", severity: .error)
+            ])
         }
     }
 
     /// Records a problem with top-level key `key` (or a key path).
     public mutating func problem(_ key: String, _ message: String, severity: ConfigurationProblem.Severity = .error) {
-        problems.append(ConfigurationProblem(file: file, line: locator.line(of: key), key: key, message: message,
-                                             severity: severity))
+        problems.append(
+            ConfigurationProblem(
+                file: file, line: locator.line(of: key), key: key, message: message,
+                severity: severity))
     }
 
     /// A top-level string; a value of another type is a problem, and nil.
@@ -161,12 +171,16 @@ public struct ConfigurationReader {
                 problem(path + ".unnamed", "\"\(text)\" is not a rule: use \(UnnamedRule.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))")
             }
             if table["forward_unnamed"] != nil {
-                problem(path + ".forward_unnamed", "unnamed and forward_unnamed are both set: keep unnamed (forward_unnamed = true is \"all\", false is \"manager\")")
+                problem(
+                    path + ".forward_unnamed",
+                    "unnamed and forward_unnamed are both set: keep unnamed (forward_unnamed = true is \"all\", false is \"manager\")")
             }
         }
         var fromName = FromNameTemplate.plain
         if let text = string(table, "from_name", path: path) {
-            if let template = FromNameTemplate(text) { fromName = template } else {
+            if let template = FromNameTemplate(text) {
+                fromName = template
+            } else {
                 problem(path + ".from_name", FromNameTemplate.problem(in: text) ?? "\"\(text)\" is not a usable template")
             }
         }
@@ -186,8 +200,11 @@ public struct ConfigurationReader {
             }
         }
         guard let address else { return (nil, staff) }
-        return (SharedMailbox(address: address, manager: manager, managerLogin: managerLogin, forwardUnnamed: forward, stickyCustomers: sticky,
-                              staff: staff, unnamed: unnamed, fromName: fromName), staff)
+        return (
+            SharedMailbox(
+                address: address, manager: manager, managerLogin: managerLogin, forwardUnnamed: forward, stickyCustomers: sticky,
+                staff: staff, unnamed: unnamed, fromName: fromName), staff
+        )
     }
 
     mutating func staff(_ table: TOMLTable, path: String) -> Staff? {
@@ -209,8 +226,9 @@ public struct ConfigurationReader {
         let away = bool(table, "away", path: path) ?? false
         let backup = string(table, "backup", path: path)
         guard let name, let address else { return nil }
-        return Staff(name: name, aliases: aliases, address: address, login: login, receiveInternet: receive, sendInternet: send,
-                     away: away, backup: backup)
+        return Staff(
+            name: name, aliases: aliases, address: address, login: login, receiveInternet: receive, sendInternet: send,
+            away: away, backup: backup)
     }
 
     /// Duplicates make routing ambiguous: each is an error naming both places.
@@ -223,7 +241,7 @@ public struct ConfigurationReader {
 
     mutating func checkDuplicates(_ teams: [Team]) {
         var unified: [EmailAddress: String] = [:]
-        var roles: [EmailAddress: String] = [:]   // unified and manager addresses
+        var roles: [EmailAddress: String] = [:]  // unified and manager addresses
         for team in teams {
             guard let mailbox = team.mailbox else { continue }
             let path = team.path
@@ -241,12 +259,16 @@ public struct ConfigurationReader {
         for team in teams {
             guard let mailbox = team.mailbox else { continue }
             if !unifiedDomains.contains(mailbox.manager.domain) {
-                problem(team.path + ".manager", "\(mailbox.manager) is in a domain no unified address covers; it counts as local: make sure Postfix delivers it on this host",
-                        severity: .warning)
+                problem(
+                    team.path + ".manager",
+                    "\(mailbox.manager) is in a domain no unified address covers; it counts as local: make sure Postfix delivers it on this host",
+                    severity: .warning)
             }
             for (s, staff) in team.staff.enumerated() where !unifiedDomains.contains(staff.address.domain) {
-                problem("\(team.path).staff[\(s)].address", "\(staff.address) is in a domain no unified address covers; it counts as local: make sure Postfix delivers it on this host",
-                        severity: .warning)
+                problem(
+                    "\(team.path).staff[\(s)].address",
+                    "\(staff.address) is in a domain no unified address covers; it counts as local: make sure Postfix delivers it on this host",
+                    severity: .warning)
             }
         }
         var addresses: [EmailAddress: String] = [:]
@@ -264,7 +286,9 @@ public struct ConfigurationReader {
                 if let first = addresses[staff.address] {
                     // One staff, one unified address: their mail could not
                     // say which address it leaves as.
-                    problem(path + ".address", "\(staff.address) is already staff at \(first); a staff belongs to one mailbox (its mail leaves as that unified address)")
+                    problem(
+                        path + ".address",
+                        "\(staff.address) is already staff at \(first); a staff belongs to one mailbox (its mail leaves as that unified address)")
                 } else {
                     addresses[staff.address] = path
                 }

@@ -37,8 +37,10 @@ public struct HeaderChange: Sendable, Hashable {
     /// reports only). nil: `value`'s UTF-8 is what goes on the wire.
     public var raw: [UInt8]?
 
-    public init(operation: Operation, name: String, occurrence: Int, value: String?, oldValue: String?,
-                raw: [UInt8]? = nil) {
+    public init(
+        operation: Operation, name: String, occurrence: Int, value: String?, oldValue: String?,
+        raw: [UInt8]? = nil
+    ) {
         self.operation = operation
         self.name = name
         self.occurrence = occurrence

@@ -146,7 +146,8 @@ public struct Directory: Sendable {
     private func withoutExtension(_ local: Substring) -> Substring? {
         let delimiters = configuration.recipientDelimiter.utf8
         guard !delimiters.isEmpty,
-              let cut = local.utf8.dropFirst().firstIndex(where: { delimiters.contains($0) }) else { return nil }
+            let cut = local.utf8.dropFirst().firstIndex(where: { delimiters.contains($0) })
+        else { return nil }
         return local[..<cut]
     }
 
@@ -154,7 +155,10 @@ public struct Directory: Sendable {
         var result = ""
         var escaped = false
         for character in text {
-            if !escaped, character == "\\" { escaped = true; continue }
+            if !escaped, character == "\\" {
+                escaped = true
+                continue
+            }
             escaped = false
             result.append(character)
         }

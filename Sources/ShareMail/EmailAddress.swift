@@ -58,7 +58,7 @@ public struct EmailAddress: Hashable, Sendable, Comparable, CustomStringConverti
         if local.first == UInt8(ascii: "\""), local.last == UInt8(ascii: "\""), local.count >= 2 {
             return !local.contains(0x0D) && !local.contains(0x0A)
         }
-        var previousDot = true   // a leading dot is invalid, like a double one
+        var previousDot = true  // a leading dot is invalid, like a double one
         for byte in local {
             if byte == UInt8(ascii: ".") {
                 if previousDot { return false }

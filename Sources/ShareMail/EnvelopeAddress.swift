@@ -54,7 +54,8 @@ public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible, Expr
     public func parameter(_ keyword: String) -> Substring? {
         for parameter in parameters {
             guard let equals = parameter.firstIndex(of: "="),
-                  parameter[..<equals].caseInsensitiveEquals(keyword) else { continue }
+                parameter[..<equals].caseInsensitiveEquals(keyword)
+            else { continue }
             return parameter[parameter.index(after: equals)...]
         }
         return nil
@@ -77,7 +78,8 @@ public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible, Expr
         // What Postfix's macros hold (`zhangsan@example.com`): nothing to strip,
         // decided on two bytes without walking the text by Characters.
         if let first = path.utf8.first, let last = path.utf8.last, isPlainEdge(first), isPlainEdge(last),
-           first != UInt8(ascii: "<"), first != UInt8(ascii: "@") {
+            first != UInt8(ascii: "<"), first != UInt8(ascii: "@")
+        {
             return path[...]
         }
         var text = Substring(path).trimmingSpaces
@@ -99,7 +101,8 @@ public struct EnvelopeAddress: Sendable, Hashable, CustomStringConvertible, Expr
         var utf8 = Array(text.utf8)[...]
         while let byte = utf8.popFirst() {
             if byte == UInt8(ascii: "+"), utf8.count >= 2,
-               let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) {
+                let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16)
+            {
                 bytes.append(value)
                 utf8 = utf8.dropFirst(2)
             } else {

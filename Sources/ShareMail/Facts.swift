@@ -58,8 +58,10 @@ public struct MessageFacts: Sendable, Hashable {
     /// message of a bounce), when the caller read them.
     public var bodyMessageIDs: [String] = []
 
-    public init(submission: Submission, sender: EnvelopeAddress, recipients: [EnvelopeAddress], headers: [Header],
-                smtpUTF8: Bool = false, uniqueToken: String) {
+    public init(
+        submission: Submission, sender: EnvelopeAddress, recipients: [EnvelopeAddress], headers: [Header],
+        smtpUTF8: Bool = false, uniqueToken: String
+    ) {
         self.submission = submission
         self.sender = sender
         self.recipients = recipients
@@ -94,8 +96,10 @@ public struct ConversationMemory: Sendable, Hashable {
     /// `PolicyEngine.turnRequests`).
     public var turn: EmailAddress?
 
-    public init(assigned: EmailAddress? = nil, threadOwner: EmailAddress? = nil, lastStaff: EmailAddress? = nil,
-                turn: EmailAddress? = nil) {
+    public init(
+        assigned: EmailAddress? = nil, threadOwner: EmailAddress? = nil, lastStaff: EmailAddress? = nil,
+        turn: EmailAddress? = nil
+    ) {
         self.assigned = assigned
         self.threadOwner = threadOwner
         self.lastStaff = lastStaff

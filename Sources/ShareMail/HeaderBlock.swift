@@ -26,10 +26,11 @@ public enum HeaderBlock {
                 continue
             }
             guard let colon = line.firstIndex(of: 0x3A), colon > line.startIndex,
-                  line[line.startIndex..<colon].allSatisfy({ (0x21...0x7E).contains($0) }) else { break }
+                line[line.startIndex..<colon].allSatisfy({ (0x21...0x7E).contains($0) })
+            else { break }
             flush()
             var value = line[(colon + 1)...]
-            if value.first == 0x20 { value = value.dropFirst() }   // the MTA strips the one space after the colon
+            if value.first == 0x20 { value = value.dropFirst() }  // the MTA strips the one space after the colon
             current = (String(decoding: line[line.startIndex..<colon], as: UTF8.self), Array(value))
         }
         flush()

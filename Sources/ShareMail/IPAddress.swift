@@ -27,7 +27,8 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         var result: [UInt8] = []
         for part in parts {
             guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let value = UInt8(part), !(part.count > 1 && part.hasPrefix("0")) else { return nil }
+                let value = UInt8(part), !(part.count > 1 && part.hasPrefix("0"))
+            else { return nil }
             result.append(value)
         }
         return result
@@ -35,7 +36,7 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     static func parseIPv6(_ text: Substring) -> [UInt8]? {
         var text = text
-        if let percent = text.firstIndex(of: "%") { text = text[..<percent] }   // zone id
+        if let percent = text.firstIndex(of: "%") { text = text[..<percent] }  // zone id
         guard !text.isEmpty, text.count <= 45 else { return nil }
         let halves = text.components(separatedBy: "::")
         guard halves.count <= 2 else { return nil }

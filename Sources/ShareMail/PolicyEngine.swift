@@ -28,7 +28,8 @@ public struct PolicyEngine: Sendable {
     public init(configuration: Configuration) {
         directory = Directory(configuration)
         decoder = HeaderDecoder(fallbackCharset: configuration.headerFallbackCharset)
-        let delimiters = configuration.recipientDelimiter.contains("+")
+        let delimiters =
+            configuration.recipientDelimiter.contains("+")
             ? configuration.recipientDelimiter : configuration.recipientDelimiter + "+"
         scanner = AddressScanner(extensionDelimiters: delimiters)
     }
@@ -83,9 +84,11 @@ public struct PolicyEngine: Sendable {
             let staff = directory.staff(reference)
             guard !staff.receiveInternet else { return .accept }
             let unified = directory.mailbox(reference).address
-            return .reject(SMTPReply(code: 550, enhancedCode: "5.7.1",
-                                     text: "\(staff.address) does not accept mail from the Internet; write to \(unified)"),
-                           reason: "rule 2: \(staff.address) may not receive Internet mail")
+            return .reject(
+                SMTPReply(
+                    code: 550, enhancedCode: "5.7.1",
+                    text: "\(staff.address) does not accept mail from the Internet; write to \(unified)"),
+                reason: "rule 2: \(staff.address) may not receive Internet mail")
         case (.staff(let reference), .internet):
             // Mail from the sendmail command is refused at end of message:
             // Postfix treats a non-SMTP RCPT reject as a broken milter.
@@ -134,7 +137,7 @@ public struct PolicyEngine: Sendable {
 
     /// Rules 1, 2 and 4, for mail from the Internet.
     private func routeInbound(_ plan: inout Plan) {
-        var named: [Int: [StaffReference]]?   // mailbox → staff named in To/Cc, read once
+        var named: [Int: [StaffReference]]?  // mailbox → staff named in To/Cc, read once
         for recipient in plan.facts.recipients {
             switch kind(of: recipient) {
             case .unified(let m):
@@ -216,8 +219,9 @@ public struct PolicyEngine: Sendable {
         case .all:
             let present = mailbox.staff.indices.filter { !mailbox.staff[$0].away }
             let away = mailbox.staff.count - present.count
-            plan.reason("rule 1: no staff named; forward_unnamed copies to all \(present.count) staff of \(mailbox.address)"
-                        + (away > 0 ? " (\(away) away)" : ""))
+            plan.reason(
+                "rule 1: no staff named; forward_unnamed copies to all \(present.count) staff of \(mailbox.address)"
+                    + (away > 0 ? " (\(away) away)" : ""))
             return (present.map { StaffReference(mailbox: m, staff: $0) }, "unnamed")
         case .roundRobin:
             return roundRobin(mailbox: m, plan: &plan)
@@ -244,15 +248,18 @@ public struct PolicyEngine: Sendable {
             // The customer's message opens the thread: their next message in it,
             // and answers to the staff's reply, follow it to the same staff.
             if let customer = address(of: plan.facts.sender), let messageID = messageID(of: plan.facts) {
-                plan.decision.memoryUpdates.append(.turnGiven(messageID: messageID, staff: staff.address,
-                                                              mailbox: mailbox.address, customer: customer))
+                plan.decision.memoryUpdates.append(
+                    .turnGiven(
+                        messageID: messageID, staff: staff.address,
+                        mailbox: mailbox.address, customer: customer))
             }
             return ([reference], "round-robin")
         }
         plan.turnRequests.append(TurnRequest(mailbox: mailbox.address, order: mailbox.staff.map(\.address), available: available))
-        plan.reason(plan.facts.memoryUnavailable
-            ? "round-robin: the conversation memory, which holds the turn, did not answer: manager only"
-            : "round-robin: a new conversation goes to the staff whose turn it is; no turn was taken (sharemail check takes none): manager only")
+        plan.reason(
+            plan.facts.memoryUnavailable
+                ? "round-robin: the conversation memory, which holds the turn, did not answer: manager only"
+                : "round-robin: a new conversation goes to the staff whose turn it is; no turn was taken (sharemail check takes none): manager only")
         return ([], "unnamed")
     }
 
@@ -282,11 +289,13 @@ public struct PolicyEngine: Sendable {
     /// for a staff's answer: the memory keeps it for `sharemail pending`.
     private func noteWaiting(_ plan: inout Plan, mailbox: SharedMailbox, staff: [StaffReference], rule: String) {
         guard rule != "auto", let customer = address(of: plan.facts.sender) else { return }
-        let subject = plan.facts.headers.first { $0.name.caseInsensitiveEquals("Subject") }
+        let subject =
+            plan.facts.headers.first { $0.name.caseInsensitiveEquals("Subject") }
             .map { Substring(decoder.unstructured(decoder.text(fromRaw: $0.raw))).trimmingSpaces } ?? ""
-        plan.decision.memoryUpdates.append(.customerWrote(
-            customer: customer, mailbox: mailbox.address,
-            staff: staff.count == 1 ? directory.staff(staff[0]).address : nil, subject: String(subject)))
+        plan.decision.memoryUpdates.append(
+            .customerWrote(
+                customer: customer, mailbox: mailbox.address,
+                staff: staff.count == 1 ? directory.staff(staff[0]).address : nil, subject: String(subject)))
     }
 
     /// The Message-ID of the message itself, without <>.
@@ -356,8 +365,10 @@ public struct PolicyEngine: Sendable {
             if case .unified(let m) = kind(of: recipient) {
                 let mailbox = directory.configuration.mailboxes[m]
                 if !queries.contains(where: { $0.mailbox == mailbox.address }) {
-                    queries.append(MemoryQuery(mailbox: mailbox.address, messageIDs: all, customer: customer,
-                                               lastStaff: mailbox.stickyCustomers))
+                    queries.append(
+                        MemoryQuery(
+                            mailbox: mailbox.address, messageIDs: all, customer: customer,
+                            lastStaff: mailbox.stickyCustomers))
                 }
             }
         }
@@ -372,9 +383,10 @@ public struct PolicyEngine: Sendable {
     /// write one.
     private func noteRedirect(_ plan: inout Plan) {
         guard plan.facts.headers.contains(where: { $0.name.lowercased().hasPrefix("resent-") }) else { return }
-        guard let messageID = plan.facts.headers.lazy
-            .filter({ $0.name.caseInsensitiveEquals("Message-ID") })
-            .compactMap({ MessageIDs.parse(decoder.text(fromRaw: $0.raw)).first }).first
+        guard
+            let messageID = plan.facts.headers.lazy
+                .filter({ $0.name.caseInsensitiveEquals("Message-ID") })
+                .compactMap({ MessageIDs.parse(decoder.text(fromRaw: $0.raw)).first }).first
         else { return }
         let managed: Set<Int>
         if let login = plan.facts.submission.login {
@@ -408,7 +420,8 @@ public struct PolicyEngine: Sendable {
             let list = decoder.addressList(decoder.text(fromRaw: header.raw))
             for mailbox in list.mailboxes {
                 guard let address = EmailAddress(mailbox.address), let m = directory.mailbox(address: address),
-                      let name = mailbox.displayName, !name.isEmpty else { continue }
+                    let name = mailbox.displayName, !name.isEmpty
+                else { continue }
                 if let reference = directory.staff(named: name, inMailbox: m) {
                     if !(result[m] ?? []).contains(reference) {
                         result[m, default: []].append(reference)
@@ -456,7 +469,8 @@ public struct PolicyEngine: Sendable {
         // adds, so the recipient is removed and added back without it.
         for recipient in external {
             guard let orcpt = recipient.parameter("ORCPT"),
-                  staffMentioned(in: EnvelopeAddress.xtextDecoded(orcpt)) != nil else { continue }
+                staffMentioned(in: EnvelopeAddress.xtextDecoded(orcpt)) != nil
+            else { continue }
             plan.decision.strippedRecipients.append(recipient)
             plan.reason("rule 3: the ORCPT of \(recipient.written) names a staff address: the recipient is added back without it")
         }
@@ -480,12 +494,15 @@ public struct PolicyEngine: Sendable {
             plan.decision.rule = "staff-out"
             plan.decision.staff = [staff.address]
             plan.decision.mailbox = mailbox.address
-            plan.reason("rule 3: \(changed) headers name a staff address; Postfix cannot store more than \(PolicyEngine.maximumChangedHeaders) changed headers: refused")
+            plan.reason(
+                "rule 3: \(changed) headers name a staff address; Postfix cannot store more than \(PolicyEngine.maximumChangedHeaders) changed headers: refused"
+            )
             return
         }
-        plan.decision.memoryUpdates.append(.sent(
-            messageID: messageID, staff: staff.address, mailbox: mailbox.address,
-            customers: external.compactMap(address(of:))))
+        plan.decision.memoryUpdates.append(
+            .sent(
+                messageID: messageID, staff: staff.address, mailbox: mailbox.address,
+                customers: external.compactMap(address(of:))))
     }
 
     /// Postfix stores a changed header as a jump to its new copy and a jump
@@ -496,8 +513,9 @@ public struct PolicyEngine: Sendable {
     public static let maximumChangedHeaders = 100
 
     static func tooManyChangedHeaders(_ count: Int) -> SMTPReply {
-        SMTPReply(code: 550, enhancedCode: "5.7.1",
-                  text: "\(count) headers name your own address; sharemail can hide it in at most \(maximumChangedHeaders): remove them and send again")
+        SMTPReply(
+            code: 550, enhancedCode: "5.7.1",
+            text: "\(count) headers name your own address; sharemail can hide it in at most \(maximumChangedHeaders): remove them and send again")
     }
 
     /// From becomes the unified address under the staff's name; Sender goes;
@@ -506,8 +524,9 @@ public struct PolicyEngine: Sendable {
     /// Message-ID the message leaves with.
     private func rewriteHeaders(_ plan: inout Plan, staff: Staff, mailbox: SharedMailbox) -> String {
         let smtpUTF8 = plan.facts.smtpUTF8
-        let from = HeaderEncoder.mailbox(displayName: mailbox.fromName.render(staff.name), address: mailbox.address.value,
-                                         smtpUTF8: smtpUTF8)
+        let from = HeaderEncoder.mailbox(
+            displayName: mailbox.fromName.render(staff.name), address: mailbox.address.value,
+            smtpUTF8: smtpUTF8)
         var occurrences: [String: Int] = [:]
         var deletions: [HeaderChange] = []
         var sawFrom = false
@@ -522,9 +541,10 @@ public struct PolicyEngine: Sendable {
             case "from":
                 if occurrence == 1 {
                     sawFrom = true
-                    plan.decision.headerChanges.append(HeaderChange(
-                        operation: .change, name: header.name, occurrence: 1,
-                        value: HeaderEncoder.fold(name: header.name, value: from), oldValue: value))
+                    plan.decision.headerChanges.append(
+                        HeaderChange(
+                            operation: .change, name: header.name, occurrence: 1,
+                            value: HeaderEncoder.fold(name: header.name, value: from), oldValue: value))
                 } else {
                     deletions.append(HeaderChange(operation: .delete, name: header.name, occurrence: occurrence, value: nil, oldValue: value))
                 }
@@ -534,8 +554,9 @@ public struct PolicyEngine: Sendable {
                 deletions.append(HeaderChange(operation: .delete, name: header.name, occurrence: occurrence, value: nil, oldValue: value))
                 plan.reason("rule 3: \(header.name) carries the staff's own key or signature: deleted")
             default:
-                let rewritten = hidingStaffAddresses(in: header.raw, structured: PolicyEngine.addressHeaders.contains(key),
-                                                     smtpUTF8: smtpUTF8)
+                let rewritten = hidingStaffAddresses(
+                    in: header.raw, structured: PolicyEngine.addressHeaders.contains(key),
+                    smtpUTF8: smtpUTF8)
                 if key == "message-id", messageID == nil {
                     messageID = MessageIDs.parse(rewritten.map { decoder.text(fromRaw: $0) } ?? value).first
                 }
@@ -543,10 +564,11 @@ public struct PolicyEngine: Sendable {
                     // Bytes that are not UTF-8 go out as they are; `value`
                     // then only shows them, decoded, in reports.
                     let text = String(validating: rewritten, as: UTF8.self)
-                    plan.decision.headerChanges.append(HeaderChange(
-                        operation: .change, name: header.name, occurrence: occurrence,
-                        value: text ?? decoder.text(fromRaw: rewritten), oldValue: value,
-                        raw: text == nil ? rewritten : nil))
+                    plan.decision.headerChanges.append(
+                        HeaderChange(
+                            operation: .change, name: header.name, occurrence: occurrence,
+                            value: text ?? decoder.text(fromRaw: rewritten), oldValue: value,
+                            raw: text == nil ? rewritten : nil))
                     plan.reason("rule 3: \(header.name) carried a staff address: rewritten")
                 }
             }
@@ -592,22 +614,31 @@ public struct PolicyEngine: Sendable {
         if structured {
             // Spell each staff address plainly first (no fold, quotes,
             // extension or subdomain), so the parser sees the mailbox whole.
-            let plain = scanner.rewriting(raw) { address in
-                staffReference(matching: address).map { directory.staff($0).address.value }
-            } ?? raw
-            if let rewritten = decoder.rewritingMailboxes(inRaw: plain, { mailbox in
-                guard let address = scanner.normalize(mailbox.address),
-                      let reference = staffReference(matching: address) else { return nil }
-                return HeaderEncoder.mailbox(displayName: directory.publicName(reference),
-                                             address: directory.mailbox(reference).address.value, smtpUTF8: smtpUTF8)
-            }) {
+            let plain =
+                scanner.rewriting(raw) { address in
+                    staffReference(matching: address).map { directory.staff($0).address.value }
+                } ?? raw
+            if let rewritten = decoder.rewritingMailboxes(
+                inRaw: plain,
+                { mailbox in
+                    guard let address = scanner.normalize(mailbox.address),
+                        let reference = staffReference(matching: address)
+                    else { return nil }
+                    return HeaderEncoder.mailbox(
+                        displayName: directory.publicName(reference),
+                        address: directory.mailbox(reference).address.value, smtpUTF8: smtpUTF8)
+                })
+            {
                 bytes = rewritten
                 changed = true
             }
         }
-        if let rewritten = scanner.rewriting(bytes, { address in
-            staffReference(matching: address).map { directory.mailbox($0).address.value }
-        }) {
+        if let rewritten = scanner.rewriting(
+            bytes,
+            { address in
+                staffReference(matching: address).map { directory.mailbox($0).address.value }
+            })
+        {
             bytes = rewritten
             changed = true
         }
@@ -627,7 +658,10 @@ public struct PolicyEngine: Sendable {
         var home: Substring?
         var suffix = address.domain
         while home == nil {
-            if directory.localDomains.contains(suffix) { home = suffix; break }
+            if directory.localDomains.contains(suffix) {
+                home = suffix
+                break
+            }
             guard let dot = suffix.firstIndex(of: ".") else { break }
             suffix = suffix[suffix.index(after: dot)...]
         }
@@ -643,8 +677,9 @@ public struct PolicyEngine: Sendable {
     }
 
     private func refusedToSend(_ staff: Staff, _ reference: StaffReference) -> SMTPReply {
-        SMTPReply(code: 550, enhancedCode: "5.7.1",
-                  text: "\(staff.name) may not send mail to the Internet from \(directory.mailbox(reference).address)")
+        SMTPReply(
+            code: 550, enhancedCode: "5.7.1",
+            text: "\(staff.name) may not send mail to the Internet from \(directory.mailbox(reference).address)")
     }
 
     // MARK: Recipients
@@ -690,8 +725,9 @@ public struct PolicyEngine: Sendable {
     /// the staff's client shows.
     private func envelopeIDRefusal(_ sender: EnvelopeAddress) -> SMTPReply? {
         guard let envid = sender.parameter("ENVID"), staffMentioned(in: EnvelopeAddress.xtextDecoded(envid)) != nil else { return nil }
-        return SMTPReply(code: 550, enhancedCode: "5.7.1",
-                         text: "the ENVID parameter names a staff address and would reach the Internet; send without it")
+        return SMTPReply(
+            code: 550, enhancedCode: "5.7.1",
+            text: "the ENVID parameter names a staff address and would reach the Internet; send without it")
     }
 
     /// A staff named in free text (a DSN parameter): by an address in any
@@ -717,11 +753,13 @@ public struct PolicyEngine: Sendable {
         return nil
     }
 
-    public static let cannotPlaceSender = SMTPReply(code: 451, enhancedCode: "4.3.0",
-                                             text: "sharemail cannot place the sender address; try again later")
+    public static let cannotPlaceSender = SMTPReply(
+        code: 451, enhancedCode: "4.3.0",
+        text: "sharemail cannot place the sender address; try again later")
 
-    public static let cannotPlace = SMTPReply(code: 451, enhancedCode: "4.3.0",
-                                       text: "sharemail cannot place this recipient; try again later")
+    public static let cannotPlace = SMTPReply(
+        code: 451, enhancedCode: "4.3.0",
+        text: "sharemail cannot place this recipient; try again later")
 }
 
 /// The decision being built, and what has been added or removed so far, so
@@ -739,9 +777,10 @@ private struct Plan {
         self.facts = facts
         self.directory = directory
         decision = Decision(action: .accept, role: role)
-        present = Set(facts.recipients.compactMap { recipient in
-            recipient.resolved.flatMap { directory.canonical($0, mailer: recipient.mailer) }
-        })
+        present = Set(
+            facts.recipients.compactMap { recipient in
+                recipient.resolved.flatMap { directory.canonical($0, mailer: recipient.mailer) }
+            })
     }
 
     mutating func add(_ address: EmailAddress) {

@@ -53,8 +53,10 @@ public struct CheckReport: Encodable {
     /// (the daemon uses a random one).
     static let checkToken = "sharemail-check"
 
-    public static func evaluate(engine: PolicyEngine, submission: Submission, sender: EnvelopeAddress,
-                         recipients: [EnvelopeAddress], headers: [Header]?) -> CheckReport {
+    public static func evaluate(
+        engine: PolicyEngine, submission: Submission, sender: EnvelopeAddress,
+        recipients: [EnvelopeAddress], headers: [Header]?
+    ) -> CheckReport {
         var accepted: [EnvelopeAddress] = []
         var refusals: [(EnvelopeAddress, SMTPReply, String, deferred: Bool)] = []
         for recipient in recipients {
@@ -66,18 +68,21 @@ public struct CheckReport: Encodable {
         }
         let refusalReasons = refusals.map { "RCPT \($0.0.written): \($0.deferred ? "deferred" : "refused"): \($0.1) (\($0.2))" }
         let refused = refusals.map {
-            Refusal(recipient: $0.0.bare.isEmpty ? $0.0.written : $0.0.bare, action: $0.deferred ? "tempfail" : "reject",
-                    reply: "\($0.1)", reason: $0.2)
+            Refusal(
+                recipient: $0.0.bare.isEmpty ? $0.0.written : $0.0.bare, action: $0.deferred ? "tempfail" : "reject",
+                reply: "\($0.1)", reason: $0.2)
         }
         guard !accepted.isEmpty else {
             // Every recipient refused: the client never gets to DATA.
             let (_, why) = engine.role(of: submission, sender: sender)
             let deferred = refusals.contains { $0.deferred } && !refusals.contains { !$0.deferred }
-            return CheckReport(action: deferred ? "tempfail" : "reject", reply: refusals.first.map { "\($0.1)" },
-                               refusedRecipients: refused, reasons: [why] + refusalReasons)
+            return CheckReport(
+                action: deferred ? "tempfail" : "reject", reply: refusals.first.map { "\($0.1)" },
+                refusedRecipients: refused, reasons: [why] + refusalReasons)
         }
-        let facts = MessageFacts(submission: submission, sender: sender, recipients: accepted, headers: headers ?? [],
-                                 uniqueToken: checkToken)
+        let facts = MessageFacts(
+            submission: submission, sender: sender, recipients: accepted, headers: headers ?? [],
+            uniqueToken: checkToken)
         let decision = engine.decide(facts)
         var report = CheckReport(action: "accept")
         switch decision.action {

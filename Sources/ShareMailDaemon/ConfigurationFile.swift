@@ -40,8 +40,9 @@ public struct ConfigurationFile: Sendable {
     static func checkTogether(_ policy: Configuration, _ daemon: DaemonSettings, _ reader: inout ConfigurationReader) {
         // The turn lives in the conversation memory: without one there is nobody to ask.
         for (index, mailbox) in policy.mailboxes.enumerated() where mailbox.unnamed == .roundRobin && daemon.state == nil {
-            reader.problem("mailbox[\(index)].unnamed",
-                           "\"round-robin\" needs the conversation memory, which holds the turn: remove state = \"off\" or choose \"manager\" or \"all\"")
+            reader.problem(
+                "mailbox[\(index)].unnamed",
+                "\"round-robin\" needs the conversation memory, which holds the turn: remove state = \"off\" or choose \"manager\" or \"all\"")
         }
     }
 }

@@ -51,8 +51,9 @@ public enum Daemon {
 
     /// What the milter layer says in sharemail's words.
     static let failureReplies = Milter.FailureReplies(
-        applyFailed: Reply(code: 451, enhancedCode: "4.3.0",
-                           text: "Temporary failure applying the shared-mailbox policy; try again later"),
+        applyFailed: Reply(
+            code: 451, enhancedCode: "4.3.0",
+            text: "Temporary failure applying the shared-mailbox policy; try again later"),
         stopping: Reply(code: 451, enhancedCode: "4.3.2", text: "sharemail is restarting; try again later"))
 
     /// The milter options for these settings.
@@ -74,9 +75,11 @@ public enum Daemon {
             // {rcpt_addr}): sharemail classifies what Postfix will deliver to,
             // never the raw command. Asked for here, so main.cf's
             // milter_*_macros cannot leave them out.
-            macros: [.mail: ["{auth_authen}", "{mail_addr}", "i"],
-                     .recipient: ["{rcpt_addr}", "{rcpt_mailer}"],
-                     .endOfMessage: ["i"]],
+            macros: [
+                .mail: ["{auth_authen}", "{mail_addr}", "i"],
+                .recipient: ["{rcpt_addr}", "{rcpt_mailer}"],
+                .endOfMessage: ["i"],
+            ],
             timeout: 600,
             socketMode: settings.socketMode.map { mode_t($0) },
             socketOwner: try settings.socketOwner.map(userID),
@@ -98,15 +101,19 @@ public enum Daemon {
         if !launch.drains {
             logger.warning("libmilter takes SIGTERM itself here: a stop defers the messages in flight instead of finishing them")
         }
-        SignalHandler(reloader: Reloader(path: launch.path, running: settings, policy: policy, metrics: metrics, logger: logger),
-                      drains: launch.drains, drainTimeout: .seconds(settings.drainTimeoutSeconds), logger: logger).start()
+        SignalHandler(
+            reloader: Reloader(path: launch.path, running: settings, policy: policy, metrics: metrics, logger: logger),
+            drains: launch.drains, drainTimeout: .seconds(settings.drainTimeoutSeconds), logger: logger
+        ).start()
 
         let mailboxes = launch.file.policy.mailboxes
-        logger.info("starting", metadata: [
-            "config": "\(launch.path)", "mailboxes": "\(mailboxes.count)",
-            "staff": "\(mailboxes.reduce(0) { $0 + $1.staff.count })",
-            "open_files": "\(raiseOpenFilesLimit())",
-        ])
+        logger.info(
+            "starting",
+            metadata: [
+                "config": "\(launch.path)", "mailboxes": "\(mailboxes.count)",
+                "staff": "\(mailboxes.reduce(0) { $0 + $1.staff.count })",
+                "open_files": "\(raiseOpenFilesLimit())",
+            ])
         do {
             try Milter.run(options, logger: logger) {
                 ShareMailSession(policy: policy, metrics: metrics, memory: memory, logger: logger)

@@ -68,24 +68,32 @@ public struct DaemonSettings: Sendable, Hashable {
     static func read(_ reader: inout ConfigurationReader) -> DaemonSettings {
         var settings = DaemonSettings()
         if let text = reader.string("socket") {
-            if let socket = SocketSpec(libmilter: text) { settings.socket = socket } else {
+            if let socket = SocketSpec(libmilter: text) {
+                settings.socket = socket
+            } else {
                 reader.problem("socket", "\"\(text)\" is not a libmilter socket: use unix:/path or inet:port@host")
             }
         }
         if let text = reader.string("socket_mode") {
-            if let value = UInt32(text, radix: 8), value <= 0o777 { settings.socketMode = value } else {
+            if let value = UInt32(text, radix: 8), value <= 0o777 {
+                settings.socketMode = value
+            } else {
                 reader.problem("socket_mode", "\"\(text)\" is not an octal file mode such as \"0660\"")
             }
         }
         settings.socketOwner = reader.string("socket_owner")
         settings.socketGroup = reader.string("socket_group")
         if let text = reader.string("log") {
-            if let target = LogTarget(rawValue: text) { settings.log = target } else {
+            if let target = LogTarget(rawValue: text) {
+                settings.log = target
+            } else {
                 reader.problem("log", "\"\(text)\" is not a log target: use \"syslog\" or \"stderr\"")
             }
         }
         if let text = reader.string("log_level") {
-            if let level = Logger.Level(rawValue: text) { settings.logLevel = level } else {
+            if let level = Logger.Level(rawValue: text) {
+                settings.logLevel = level
+            } else {
                 let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
                 reader.problem("log_level", "\"\(text)\" is not a level: use one of \(levels)")
             }

@@ -7,7 +7,8 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
 
     public init?(_ text: String) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (1...65535).contains(port) else { return nil }
+            (1...65535).contains(port)
+        else { return nil }
         var host = Substring(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
         guard IPAddress(host) != nil || host == "localhost" else { return nil }

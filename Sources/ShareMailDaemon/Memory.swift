@@ -1,9 +1,9 @@
 import Foundation
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import ShareMail
 import ShareMailStore
-import NIOConcurrencyHelpers
 
 /// The conversation memory as the daemon uses it: opened lazily (a database
 /// that is down at start-up must not keep sharemail from serving), every
@@ -64,8 +64,9 @@ final class Memory: Sendable {
             // see: open the path again now (a local file, quick), so this message already
             // reads what is there.
             errors.increment()
-            logger.error("conversation memory file was deleted or replaced while sharemail ran: opening it again",
-                         metadata: ["state": "\(location.redacted)"])
+            logger.error(
+                "conversation memory file was deleted or replaced while sharemail ran: opening it again",
+                metadata: ["state": "\(location.redacted)"])
             lost.close()
             let store = open()
             state.withLockedValue { state in
@@ -112,9 +113,11 @@ final class Memory: Sendable {
         } catch {
             errors.increment()
             state.withLockedValue { $0.retryAfter = ContinuousClock.now + Self.retryInterval }
-            logger.error("conversation memory unavailable: routing by names", metadata: [
-                "state": "\(location.redacted)", "error": "\(error)",
-            ])
+            logger.error(
+                "conversation memory unavailable: routing by names",
+                metadata: [
+                    "state": "\(location.redacted)", "error": "\(error)",
+                ])
             return nil
         }
     }
@@ -130,8 +133,9 @@ final class Memory: Sendable {
         let deadline = Deadline(after: timeout)
         do {
             for query in queries {
-                let found = try store.recall(messageIDs: query.messageIDs, customer: query.customer?.value,
-                                             mailbox: query.mailbox.value, lastStaff: query.lastStaff, deadline: deadline)
+                let found = try store.recall(
+                    messageIDs: query.messageIDs, customer: query.customer?.value,
+                    mailbox: query.mailbox.value, lastStaff: query.lastStaff, deadline: deadline)
                 result[query.mailbox] = ConversationMemory(
                     assigned: found.assigned.flatMap(EmailAddress.init),
                     threadOwner: found.threadOwner.flatMap(EmailAddress.init),
@@ -153,8 +157,9 @@ final class Memory: Sendable {
         var turns: [EmailAddress: EmailAddress] = [:]
         do {
             for request in requests {
-                let staff = try store.takeTurn(mailbox: request.mailbox.value, order: request.order.map(\.value),
-                                               available: request.available.map(\.value), at: Date())
+                let staff = try store.takeTurn(
+                    mailbox: request.mailbox.value, order: request.order.map(\.value),
+                    available: request.available.map(\.value), at: Date())
                 turns[request.mailbox] = staff.flatMap(EmailAddress.init)
             }
         } catch {
@@ -175,9 +180,11 @@ final class Memory: Sendable {
                         let summary = Dictionary(try store.pendingSummary().map { ($0.mailbox, $0) }, uniquingKeysWith: { a, _ in a })
                         let now = Date()
                         for mailbox in Set(mailboxes().map(\.value)).union(summary.keys) {
-                            let pair = gauges[mailbox] ?? (
-                                Gauge(label: "sharemail_pending_conversations", dimensions: [("mailbox", mailbox)]),
-                                Gauge(label: "sharemail_oldest_pending_seconds", dimensions: [("mailbox", mailbox)]))
+                            let pair =
+                                gauges[mailbox] ?? (
+                                    Gauge(label: "sharemail_pending_conversations", dimensions: [("mailbox", mailbox)]),
+                                    Gauge(label: "sharemail_oldest_pending_seconds", dimensions: [("mailbox", mailbox)])
+                                )
                             gauges[mailbox] = pair
                             let found = summary[mailbox]
                             pair.count.record(found?.count ?? 0)
@@ -211,29 +218,40 @@ final class Memory: Sendable {
             for update in decision.memoryUpdates {
                 switch update {
                 case .sent(let messageID, let staff, let mailbox, let customers):
-                    records.append(.sent(SentMessage(messageID: messageID, staff: staff.value, mailbox: mailbox.value,
-                                                     customers: customers.map(\.value), time: now, queueID: queueID)))
+                    records.append(
+                        .sent(
+                            SentMessage(
+                                messageID: messageID, staff: staff.value, mailbox: mailbox.value,
+                                customers: customers.map(\.value), time: now, queueID: queueID)))
                     records.append(.answered(mailbox: mailbox.value, customers: customers.map(\.value)))
                 case .assignThread(let messageID, let staff, let mailbox):
                     records.append(.assignment(.thread(messageID: messageID), staff: staff.value, mailbox: mailbox.value, time: now))
                 case .turnGiven(let messageID, let staff, let mailbox, let customer):
                     // The thread is the staff's as if they had written its first message: replies
                     // find them as its owner, and forgetting the customer removes it.
-                    records.append(.sent(SentMessage(messageID: messageID, staff: staff.value, mailbox: mailbox.value,
-                                                     customers: [customer.value], time: now, queueID: queueID)))
+                    records.append(
+                        .sent(
+                            SentMessage(
+                                messageID: messageID, staff: staff.value, mailbox: mailbox.value,
+                                customers: [customer.value], time: now, queueID: queueID)))
                 case .customerWrote(let customer, let mailbox, let staff, let subject):
-                    records.append(.waiting(WaitingMessage(mailbox: mailbox.value, customer: customer.value,
-                                                           staff: staff?.value, subject: subject, time: now)))
+                    records.append(
+                        .waiting(
+                            WaitingMessage(
+                                mailbox: mailbox.value, customer: customer.value,
+                                staff: staff?.value, subject: subject, time: now)))
                 }
             }
         }
-        records.append(.audit(AuditEntry(
-            time: now, queueID: queueID, direction: decision.role.direction,
-            sender: facts.sender.bare,
-            recipients: facts.recipients.map(\.bare),
-            action: decision.action.name, rule: decision.rule,
-            staff: decision.staff.first?.value, mailbox: decision.mailbox?.value,
-            customer: customer(decision, facts: facts))))
+        records.append(
+            .audit(
+                AuditEntry(
+                    time: now, queueID: queueID, direction: decision.role.direction,
+                    sender: facts.sender.bare,
+                    recipients: facts.recipients.map(\.bare),
+                    action: decision.action.name, rule: decision.rule,
+                    staff: decision.staff.first?.value, mailbox: decision.mailbox?.value,
+                    customer: customer(decision, facts: facts))))
         return records
     }
 

@@ -21,8 +21,9 @@ struct ShareMailMetrics: Sendable {
         var messages: [String: Counter] = [:]
         for direction in SenderRole.directions {
             for action in Decision.Action.names {
-                messages["\(direction)/\(action)"] = Counter(label: "sharemail_messages_total",
-                                                             dimensions: [("direction", direction), ("action", action)])
+                messages["\(direction)/\(action)"] = Counter(
+                    label: "sharemail_messages_total",
+                    dimensions: [("direction", direction), ("action", action)])
             }
         }
         self.messages = messages

@@ -64,8 +64,9 @@ final class ShareMailSession: MilterSession {
     static func envelopeAddress(_ arguments: [String], resolved: String?) -> EnvelopeAddress {
         let written = arguments.first ?? ""
         let null = written == "<>" || written.isEmpty
-        return EnvelopeAddress(written: written, resolved: resolved ?? (null ? "" : nil),
-                               parameters: Array(arguments.dropFirst()))
+        return EnvelopeAddress(
+            written: written, resolved: resolved ?? (null ? "" : nil),
+            parameters: Array(arguments.dropFirst()))
     }
 
     func recipient(_ arguments: [String], context: any MilterContext) -> Verdict {
@@ -87,16 +88,20 @@ final class ShareMailSession: MilterSession {
             return .continue
         case .reject(let reply, let reason):
             metrics?.rejectedRecipients.increment()
-            logger.info("NOQUEUE: recipient refused", metadata: [
-                "from": "\(sender)", "to": "\(recipient)", "login": "\(submission.login ?? "")",
-                "reply": "\(reply)", "reason": "\(reason)",
-            ])
+            logger.info(
+                "NOQUEUE: recipient refused",
+                metadata: [
+                    "from": "\(sender)", "to": "\(recipient)", "login": "\(submission.login ?? "")",
+                    "reply": "\(reply)", "reason": "\(reason)",
+                ])
             return .reject(Self.reply(reply))
         case .tempfail(let reply, let reason):
-            logger.warning("NOQUEUE: recipient deferred", metadata: [
-                "from": "\(sender)", "to": "\(recipient)", "login": "\(submission.login ?? "")",
-                "reply": "\(reply)", "reason": "\(reason)",
-            ])
+            logger.warning(
+                "NOQUEUE: recipient deferred",
+                metadata: [
+                    "from": "\(sender)", "to": "\(recipient)", "login": "\(submission.login ?? "")",
+                    "reply": "\(reply)", "reason": "\(reason)",
+                ])
             return .tempfail(Self.reply(reply))
         }
     }
@@ -124,8 +129,9 @@ final class ShareMailSession: MilterSession {
             metrics?.countTempfail(.internet)
             return MessageOutcome(verdict: .tempfail(Self.internalError))
         }
-        var facts = MessageFacts(submission: submission, sender: sender, recipients: recipients, headers: headers,
-                                 smtpUTF8: smtpUTF8, uniqueToken: "\(UUID().uuidString.lowercased()).sharemail")
+        var facts = MessageFacts(
+            submission: submission, sender: sender, recipients: recipients, headers: headers,
+            smtpUTF8: smtpUTF8, uniqueToken: "\(UUID().uuidString.lowercased()).sharemail")
         if let memory {
             facts.bodyMessageIDs = bounce?.messageIDs ?? []
             let queries = engine.memoryQueries(facts)
@@ -210,8 +216,9 @@ final class ShareMailSession: MilterSession {
 
     // MARK: Translation to the milter layer
 
-    static let internalError = Reply(code: 451, enhancedCode: "4.3.0",
-                                     text: "sharemail could not decide on this message; try again later")
+    static let internalError = Reply(
+        code: 451, enhancedCode: "4.3.0",
+        text: "sharemail could not decide on this message; try again later")
 
     static func reply(_ reply: SMTPReply) -> Reply {
         Reply(code: reply.code, enhancedCode: reply.enhancedCode, text: reply.text)

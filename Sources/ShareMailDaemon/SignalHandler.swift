@@ -36,9 +36,11 @@ struct SignalHandler: Sendable {
 
     /// The milter layer's drain, with sharemail's log lines around it.
     func drain(after signal: String) {
-        logger.notice("\(signal): stopping; new mail is deferred", metadata: [
-            "in_flight": "\(Milter.messagesInFlight)", "drain_timeout": "\(drainTimeout)",
-        ])
+        logger.notice(
+            "\(signal): stopping; new mail is deferred",
+            metadata: [
+                "in_flight": "\(Milter.messagesInFlight)", "drain_timeout": "\(drainTimeout)",
+            ])
         Milter.shutdown(timeout: drainTimeout) { pending, left in
             if left > 0 {
                 logger.warning("drain timed out: \(left) message(s) still in flight are deferred by Postfix and retried")

@@ -16,8 +16,10 @@ public struct SignerOrder {
     /// Is this entry a signer (OpenDKIM, rspamd, dkimpy-milter: by name or usual port).
     public let isSigner: (String) -> Bool
 
-    public init(smtpdMilters: [String], nonSMTPDMilters: [String], isSharemail: @escaping (String) -> Bool,
-                isSigner: @escaping (String) -> Bool) {
+    public init(
+        smtpdMilters: [String], nonSMTPDMilters: [String], isSharemail: @escaping (String) -> Bool,
+        isSigner: @escaping (String) -> Bool
+    ) {
         self.smtpdMilters = smtpdMilters
         self.nonSMTPDMilters = nonSMTPDMilters
         self.isSharemail = isSharemail
@@ -35,9 +37,11 @@ public struct SignerOrder {
             let path = name == "smtpd_milters" ? "SMTP mail (staff submitting on 587/465)" : "mail from the sendmail command (webmail, scripts)"
             var fixed = entries
             fixed.insert(contentsOf: otherSigners, at: (entries.firstIndex(where: isSharemail) ?? -1) + 1)
-            findings.append(Finding(level: .warn,
-                text: "\(otherName) has the DKIM signer \(otherSigners.joined(separator: ", ")) but \(name) has none: \(path) leaves unsigned",
-                fix: "postconf -e '\(name) = \(fixed.joined(separator: ", "))'"))
+            findings.append(
+                Finding(
+                    level: .warn,
+                    text: "\(otherName) has the DKIM signer \(otherSigners.joined(separator: ", ")) but \(name) has none: \(path) leaves unsigned",
+                    fix: "postconf -e '\(name) = \(fixed.joined(separator: ", "))'"))
         }
         return findings
     }

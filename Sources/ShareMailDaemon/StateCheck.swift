@@ -19,15 +19,18 @@ public struct StateCheck {
             return Finding(level: .ok, text: "conversation memory in PostgreSQL: doctor does not check the database's permissions")
         }
         guard let entry = getpwnam(user) else {
-            return Finding(level: .fail, text: "no user \(user) to run sharemail as: it could not write its state \(state)",
-                           fix: "create it as the README's Install says, or give doctor the daemon's user with --user")
+            return Finding(
+                level: .fail, text: "no user \(user) to run sharemail as: it could not write its state \(state)",
+                fix: "create it as the README's Install says, or give doctor the daemon's user with --user")
         }
         let uid = entry.pointee.pw_uid
         let groups = Self.groups(of: entry)
         let files = [state, state + "-wal", state + "-shm"].filter { FileManager.default.fileExists(atPath: $0) }
         for file in files where !Self.canWrite(file, uid: uid, groups: groups) {
-            return Finding(level: .fail, text: "\(file) is not writable by \(user), the user sharemail runs as (\(Self.describe(file))): conversation memory cannot record",
-                           fix: "chown \(user) \(files.joined(separator: " ")) && chmod 0640 \(files.joined(separator: " "))")
+            return Finding(
+                level: .fail,
+                text: "\(file) is not writable by \(user), the user sharemail runs as (\(Self.describe(file))): conversation memory cannot record",
+                fix: "chown \(user) \(files.joined(separator: " ")) && chmod 0640 \(files.joined(separator: " "))")
         }
         // SQLite creates the database and its -wal and -shm files next to each other.
         var directory = (state as NSString).deletingLastPathComponent
@@ -38,12 +41,16 @@ public struct StateCheck {
                 return Finding(level: .ok, text: "\(parent) does not exist yet: the unit's StateDirectory=sharemail creates it for \(user) at start")
             }
             if !Self.canWrite(directory, uid: uid, groups: groups) {
-                return Finding(level: .fail, text: "\(parent) does not exist and \(user) cannot create it in \(directory) (\(Self.describe(directory)))",
-                               fix: "install -d -o \(user) -m 0750 \(parent)")
+                return Finding(
+                    level: .fail, text: "\(parent) does not exist and \(user) cannot create it in \(directory) (\(Self.describe(directory)))",
+                    fix: "install -d -o \(user) -m 0750 \(parent)")
             }
         } else if !Self.canWrite(directory, uid: uid, groups: groups) {
-            return Finding(level: .fail, text: "\(directory) is not writable by \(user), the user sharemail runs as (\(Self.describe(directory))): SQLite cannot create \(files.isEmpty ? "the database" : "its -wal and -shm files") there",
-                           fix: "chown \(user) \(directory) (the shipped unit's StateDirectory=sharemail does it for /var/lib/sharemail)")
+            return Finding(
+                level: .fail,
+                text:
+                    "\(directory) is not writable by \(user), the user sharemail runs as (\(Self.describe(directory))): SQLite cannot create \(files.isEmpty ? "the database" : "its -wal and -shm files") there",
+                fix: "chown \(user) \(directory) (the shipped unit's StateDirectory=sharemail does it for /var/lib/sharemail)")
         }
         return Finding(level: .ok, text: "conversation memory \(state) is writable by \(user), the user sharemail runs as")
     }

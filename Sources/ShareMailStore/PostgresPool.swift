@@ -58,7 +58,9 @@ final class PostgresPool: @unchecked Sendable {  // mutable state below is guard
     }
 
     /// Runs one statement and waits for all its rows, at most until `deadline`.
-    func query(_ query: PostgresQuery, on connection: PostgresConnection, deadline: Deadline) throws
+    func query(
+        _ query: PostgresQuery, on connection: PostgresConnection, deadline: Deadline
+    ) throws
         -> PostgresQueryResult
     {
         try wait(connection.query(query, logger: logger), until: deadline)

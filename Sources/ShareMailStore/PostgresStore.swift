@@ -348,7 +348,11 @@ final class PostgresStore: ConversationStore {
                             DELETE FROM \(table) WHERE ctid IN
                                 (SELECT ctid FROM \(table) WHERE time < $1 LIMIT \(Stores.pruneBatch))
                             """,
-                        binds: { var binds = PostgresBindings(); binds.append(date); return binds }()))
+                        binds: {
+                            var binds = PostgresBindings()
+                            binds.append(date)
+                            return binds
+                        }()))
                 let count = result.metadata.rows ?? 0  // direct deletions: sent_customer rows go by cascade
                 removed += count
                 if count < Stores.pruneBatch { break }
@@ -462,16 +466,18 @@ final class PostgresStore: ConversationStore {
             do {
                 guard let row = try run(counting).rows.first else { throw StoreError.database("forget: no counts") }
                 let (sent, assignments, audit, waiting) = try row.decode((Int64, Int64, Int64, Int64).self)
-                let report = ForgetReport(sentMessages: Int(sent), assignments: Int(assignments), auditEntries: Int(audit),
-                                          pendingConversations: Int(waiting))
+                let report = ForgetReport(
+                    sentMessages: Int(sent), assignments: Int(assignments), auditEntries: Int(audit),
+                    pendingConversations: Int(waiting))
                 if !dryRun {
                     // A message that also went to others keeps them: only this customer's link goes.
-                    _ = try run(bound(
-                        """
-                        WITH unlinked AS (DELETE FROM sent_customer WHERE customer = $1 RETURNING sent_id)
-                        DELETE FROM sent WHERE id IN (SELECT sent_id FROM unlinked)
-                          AND NOT EXISTS (SELECT 1 FROM sent_customer c WHERE c.sent_id = sent.id AND c.customer <> $1)
-                        """))
+                    _ = try run(
+                        bound(
+                            """
+                            WITH unlinked AS (DELETE FROM sent_customer WHERE customer = $1 RETURNING sent_id)
+                            DELETE FROM sent WHERE id IN (SELECT sent_id FROM unlinked)
+                              AND NOT EXISTS (SELECT 1 FROM sent_customer c WHERE c.sent_id = sent.id AND c.customer <> $1)
+                            """))
                     _ = try run(bound("DELETE FROM assignments WHERE kind = 'customer' AND key = $1"))
                     _ = try run(bound("DELETE FROM audit WHERE \(auditMatch)"))
                     _ = try run(bound("DELETE FROM waiting WHERE customer = $1"))

@@ -7,8 +7,9 @@ import GRDB
 import GRDBSQLite
 import Logging
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 final class SQLiteStore: ConversationStore {
@@ -222,11 +223,12 @@ final class SQLiteStore: ConversationStore {
 
     private static func threadOwner(_ db: Database, ids: [String], mailbox: String) throws -> String? {
         let rows = try Row.fetchCursor(
-            db.cachedStatement(sql: """
-                SELECT message_id, staff FROM sent
-                WHERE mailbox = ? AND message_id IN (\(databaseQuestionMarks(count: ids.count)))
-                ORDER BY time DESC, id DESC
-                """),
+            db.cachedStatement(
+                sql: """
+                    SELECT message_id, staff FROM sent
+                    WHERE mailbox = ? AND message_id IN (\(databaseQuestionMarks(count: ids.count)))
+                    ORDER BY time DESC, id DESC
+                    """),
             arguments: StatementArguments([mailbox] + ids))
         var owners: [String: String] = [:]
         while let row = try rows.next() {
@@ -238,25 +240,27 @@ final class SQLiteStore: ConversationStore {
 
     private static func assignedStaff(_ db: Database, ids: [String], customer: String?, mailbox: String) throws -> String? {
         try String.fetchOne(
-            db.cachedStatement(sql: """
-                SELECT staff FROM assignments
-                WHERE mailbox = ?
-                  AND ((kind = 'thread' AND key IN (\(databaseQuestionMarks(count: ids.count))))
-                       OR (kind = 'customer' AND key = ?))
-                ORDER BY kind = 'thread' DESC, time DESC
-                LIMIT 1
-                """),
+            db.cachedStatement(
+                sql: """
+                    SELECT staff FROM assignments
+                    WHERE mailbox = ?
+                      AND ((kind = 'thread' AND key IN (\(databaseQuestionMarks(count: ids.count))))
+                           OR (kind = 'customer' AND key = ?))
+                    ORDER BY kind = 'thread' DESC, time DESC
+                    LIMIT 1
+                    """),
             arguments: StatementArguments([mailbox] + ids + [customer]))
     }
 
     private static func lastStaff(_ db: Database, customer: String, mailbox: String) throws -> String? {
         try String.fetchOne(
-            db.cachedStatement(sql: """
-                SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
-                WHERE sent_customer.mailbox = ? AND sent_customer.customer = ?
-                ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
-                LIMIT 1
-                """),
+            db.cachedStatement(
+                sql: """
+                    SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
+                    WHERE sent_customer.mailbox = ? AND sent_customer.customer = ?
+                    ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
+                    LIMIT 1
+                    """),
             arguments: [mailbox, customer])
     }
 
@@ -293,20 +297,24 @@ final class SQLiteStore: ConversationStore {
                 case .answered(let mailbox, let customers): try Self.answered(db, mailbox: mailbox, customers: customers)
                 case .assignment(let assignment, let staff, let mailbox, let time):
                     let (kind, key) = assignment.kindAndKey
-                    try db.cachedStatement(sql: """
-                        INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, \(Self.time))
-                        ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
-                        """).execute(arguments: [kind, key, mailbox, staff, time.timeIntervalSince1970])
+                    try db.cachedStatement(
+                        sql: """
+                            INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, \(Self.time))
+                            ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
+                            """
+                    ).execute(arguments: [kind, key, mailbox, staff, time.timeIntervalSince1970])
                 }
             }
         }
     }
 
     private static func insert(_ db: Database, _ message: SentMessage) throws {
-        try db.cachedStatement(sql: """
-            INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, \(Self.time), ?)
-            ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
-            """).execute(arguments: [message.messageID, message.staff, message.mailbox, message.time.timeIntervalSince1970, message.queueID])
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, \(Self.time), ?)
+                ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
+                """
+        ).execute(arguments: [message.messageID, message.staff, message.mailbox, message.time.timeIntervalSince1970, message.queueID])
         guard db.changesCount == 1 else { return }  // already recorded (a retried call)
         let sentID = db.lastInsertedRowID
         for customer in message.customers.uniqued() {
@@ -317,11 +325,14 @@ final class SQLiteStore: ConversationStore {
 
     private static func insert(_ db: Database, _ entry: AuditEntry) throws {
         // The recipients column is a JSON array, which SQLite's json_array writes.
-        try db.cachedStatement(sql: """
-            INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
-            VALUES (\(Self.time), ?, ?, ?, json_array(\(databaseQuestionMarks(count: entry.recipients.count))), ?, ?, ?, ?, ?)
-            """).execute(
-            arguments: StatementArguments([entry.time.timeIntervalSince1970, entry.queueID, entry.direction, entry.sender] as [(any DatabaseValueConvertible)?])
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
+                VALUES (\(Self.time), ?, ?, ?, json_array(\(databaseQuestionMarks(count: entry.recipients.count))), ?, ?, ?, ?, ?)
+                """
+        ).execute(
+            arguments: StatementArguments(
+                [entry.time.timeIntervalSince1970, entry.queueID, entry.direction, entry.sender] as [(any DatabaseValueConvertible)?])
                 + StatementArguments(entry.recipients)
                 + StatementArguments([entry.action, entry.rule, entry.staff, entry.mailbox, entry.customer] as [(any DatabaseValueConvertible)?]))
     }
@@ -420,12 +431,16 @@ final class SQLiteStore: ConversationStore {
     }
 
     private static func insert(_ db: Database, _ message: WaitingMessage) throws {
-        try db.cachedStatement(sql: """
-            INSERT INTO waiting (mailbox, customer, time, latest, subject, staff) VALUES (?, ?, \(Self.time), \(Self.time), ?, ?)
-            ON CONFLICT (mailbox, customer) DO UPDATE
-                SET latest = excluded.latest, staff = COALESCE(excluded.staff, waiting.staff)
-            """).execute(arguments: [message.mailbox, message.customer, message.time.timeIntervalSince1970,
-                                     message.time.timeIntervalSince1970, message.subject, message.staff])
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO waiting (mailbox, customer, time, latest, subject, staff) VALUES (?, ?, \(Self.time), \(Self.time), ?, ?)
+                ON CONFLICT (mailbox, customer) DO UPDATE
+                    SET latest = excluded.latest, staff = COALESCE(excluded.staff, waiting.staff)
+                """
+        ).execute(arguments: [
+            message.mailbox, message.customer, message.time.timeIntervalSince1970,
+            message.time.timeIntervalSince1970, message.subject, message.staff,
+        ])
     }
 
     private static func answered(_ db: Database, mailbox: String, customers: [String]) throws {
@@ -453,8 +468,9 @@ final class SQLiteStore: ConversationStore {
             """
         return try read { [arguments] db in
             try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
-                PendingConversation(mailbox: row["mailbox"], customer: row["customer"], subject: row["subject"],
-                                    staff: row["staff"], since: row["time"], latest: row["latest"])
+                PendingConversation(
+                    mailbox: row["mailbox"], customer: row["customer"], subject: row["subject"],
+                    staff: row["staff"], since: row["time"], latest: row["latest"])
             }
         }
     }
@@ -476,20 +492,24 @@ final class SQLiteStore: ConversationStore {
             """
         let count: @Sendable (Database) throws -> ForgetReport = { db in
             ForgetReport(
-                sentMessages: try Int.fetchOne(db, sql: "SELECT COUNT(DISTINCT sent_id) FROM sent_customer WHERE customer = ?",
-                                               arguments: [customer]) ?? 0,
-                assignments: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM assignments WHERE kind = 'customer' AND key = ?",
-                                              arguments: [customer]) ?? 0,
+                sentMessages: try Int.fetchOne(
+                    db, sql: "SELECT COUNT(DISTINCT sent_id) FROM sent_customer WHERE customer = ?",
+                    arguments: [customer]) ?? 0,
+                assignments: try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM assignments WHERE kind = 'customer' AND key = ?",
+                    arguments: [customer]) ?? 0,
                 auditEntries: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit WHERE \(auditMatch)", arguments: [customer]) ?? 0,
-                pendingConversations: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM waiting WHERE customer = ?",
-                                                       arguments: [customer]) ?? 0)
+                pendingConversations: try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM waiting WHERE customer = ?",
+                    arguments: [customer]) ?? 0)
         }
         if dryRun { return try read(count) }
         return try write { db in
             let report = try count(db)
             // A message that also went to others keeps them: only this customer's link goes.
-            let sentIDs = try Int64.fetchAll(db, sql: "SELECT DISTINCT sent_id FROM sent_customer WHERE customer = ?",
-                                             arguments: [customer])
+            let sentIDs = try Int64.fetchAll(
+                db, sql: "SELECT DISTINCT sent_id FROM sent_customer WHERE customer = ?",
+                arguments: [customer])
             try db.execute(sql: "DELETE FROM sent_customer WHERE customer = ?", arguments: [customer])
             for start in stride(from: 0, to: sentIDs.count, by: Stores.pruneBatch) {
                 let batch = Array(sentIDs[start..<min(start + Stores.pruneBatch, sentIDs.count)])
@@ -553,10 +573,12 @@ final class SQLiteStore: ConversationStore {
     private static func interrupting<T>(_ db: Database, at deadline: Deadline, _ body: () throws -> T) throws -> T {
         var limit = deadline.instant.uptimeNanoseconds
         return try withUnsafeMutablePointer(to: &limit) { limit in
-            sqlite3_progress_handler(db.sqliteConnection, 1_000, { limit in
-                guard let limit else { return 0 }
-                return DispatchTime.now().uptimeNanoseconds > limit.load(as: UInt64.self) ? 1 : 0
-            }, limit)
+            sqlite3_progress_handler(
+                db.sqliteConnection, 1_000,
+                { limit in
+                    guard let limit else { return 0 }
+                    return DispatchTime.now().uptimeNanoseconds > limit.load(as: UInt64.self) ? 1 : 0
+                }, limit)
             defer { sqlite3_progress_handler(db.sqliteConnection, 0, nil, nil) }
             return try body()
         }

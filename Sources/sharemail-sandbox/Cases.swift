@@ -124,8 +124,9 @@ final class Cases {
             "In-Reply-To: \(replyMessageID)",
         ]
         tell("The customer's phone answers Zhangsan's message, naming nobody:", headers)
-        let outcome = try send(as: .internet, from: Self.customer, to: ["sales@example.com"], headers: headers,
-                               body: "OK, I take two.\r\nSent from my phone")
+        let outcome = try send(
+            as: .internet, from: Self.customer, to: ["sales@example.com"], headers: headers,
+            body: "OK, I take two.\r\nSent from my phone")
         let landed = try show()
         return verdict(
             expectAccepted(outcome) + expect(landed, maildirs: ["manager": 1, "zhangsan": 1], internet: 0),

@@ -1,7 +1,8 @@
 import Foundation
 import PostfixLab
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Starts the lab, plays the cases, reports, and always stops the lab again.
@@ -100,7 +101,8 @@ struct Sandbox {
         }
         StopOnSignal.stop(keep: keep)
         if keep {
-            say("""
+            say(
+                """
                 Stopped Postfix, smtp-sink and sharemail. Kept \(lab.directory)/:
                   maillog, sharemail.log, smtp-sink.log   the logs
                   mail/example.com/<mailbox>/new/         the Maildirs
@@ -126,8 +128,9 @@ struct Sandbox {
         var lines: [String] = []
         var replaced = false
         for line in text.components(separatedBy: "\n") {
-            guard !replaced, line.trimmingCharacters(in: .whitespaces).hasPrefix("socket ")
-                || line.trimmingCharacters(in: .whitespaces).hasPrefix("socket=")
+            guard !replaced,
+                line.trimmingCharacters(in: .whitespaces).hasPrefix("socket ")
+                    || line.trimmingCharacters(in: .whitespaces).hasPrefix("socket=")
             else {
                 lines.append(line)
                 continue
@@ -142,10 +145,12 @@ struct Sandbox {
     }
 
     private func describe(_ lab: Lab) {
-        let version = (try? Command.run(["postconf", "-d", "-h", "mail_version"]))
+        let version =
+            (try? Command.run(["postconf", "-d", "-h", "mail_version"]))
             .map { $0.output.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "?"
         let sharemail = lab.sharemail!
-        say("""
+        say(
+            """
 
               \(pad("Postfix " + version, 17))private instance on 127.0.0.1:\(lab.postfix.smtpPort) (postfix -c \(lab.postfix.configDirectory))
               sharemail        \(sharemail.binary), socket \(sharemail.socketPath)

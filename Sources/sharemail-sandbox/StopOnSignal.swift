@@ -1,8 +1,9 @@
 import Dispatch
 import PostfixLab
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Ctrl-C (or SIGTERM, SIGHUP) stops Postfix, smtp-sink and sharemail before the sandbox exits.

@@ -2,7 +2,7 @@
 // sharemail and postfix-conf/sharemail.example.toml; prints where each message landed.
 // `scripts/sandbox` builds and runs it.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 let arguments = Array(CommandLine.arguments.dropFirst())

@@ -84,7 +84,9 @@ struct Check: ParsableCommand {
         var headers: [Header]?
         if let message {
             do {
-                let data = message == "-" ? FileHandle.standardInput.readDataToEndOfFile()
+                let data =
+                    message == "-"
+                    ? FileHandle.standardInput.readDataToEndOfFile()
                     : try Data(contentsOf: URL(fileURLWithPath: message))
                 headers = HeaderBlock.parse(Array(data))
             } catch {
@@ -93,8 +95,9 @@ struct Check: ParsableCommand {
         }
 
         let submission = Submission(channel: local ? .local : .smtp, login: login, clientAddress: clientIP.flatMap(IPAddress.init))
-        let report = CheckReport.evaluate(engine: engine, submission: submission, sender: EnvelopeAddress(local ? from : "<\(from)>"),
-                                          recipients: rcpt.map { EnvelopeAddress(local ? $0 : "<\($0)>") }, headers: headers)
+        let report = CheckReport.evaluate(
+            engine: engine, submission: submission, sender: EnvelopeAddress(local ? from : "<\(from)>"),
+            recipients: rcpt.map { EnvelopeAddress(local ? $0 : "<\($0)>") }, headers: headers)
         print(json ? report.json() : report.text())
         if report.action != "accept" { throw CommandFailure(nil, .notAccepted) }
     }

@@ -23,7 +23,8 @@ func openStore(config path: String, command: String, readOnly: Bool = false) thr
         let store = try Stores.open(location, logger: Logger(label: "sharemail"), timeout: .seconds(5), readOnly: readOnly)
         return (file.policy, store)
     } catch StoreError.notFound(let file) {
-        throw CommandFailure("""
+        throw CommandFailure(
+            """
             sharemail \(command): no conversation memory at \(file) yet (sharemail serve creates it at its first \
             start; nothing was created)
             """, .noInput)
@@ -168,17 +169,22 @@ struct Log: ParsableCommand {
         let entries: [AuditEntry]
         do {
             // The store gives the newest `limit` entries oldest first; the manager reads the newest first.
-            entries = try store.auditLog(LogFilter(staff: staffAddress, customer: customer.flatMap { EmailAddress($0)?.value },
-                                                   since: since.flatMap(Self.parseDate), limit: limit)).reversed()
+            entries = try store.auditLog(
+                LogFilter(
+                    staff: staffAddress, customer: customer.flatMap { EmailAddress($0)?.value },
+                    since: since.flatMap(Self.parseDate), limit: limit)
+            ).reversed()
         } catch {
             throw CommandFailure("sharemail log: \(error)", .unavailable)
         }
         let formatter = ISO8601DateFormatter()
         if json {
             let objects: [[String: Any]] = entries.map { entry in
-                ["time": formatter.string(from: entry.time), "queue_id": entry.queueID, "direction": entry.direction,
-                 "sender": entry.sender, "recipients": entry.recipients, "action": entry.action, "rule": entry.rule,
-                 "staff": entry.staff ?? NSNull(), "mailbox": entry.mailbox ?? NSNull(), "customer": entry.customer ?? NSNull()]
+                [
+                    "time": formatter.string(from: entry.time), "queue_id": entry.queueID, "direction": entry.direction,
+                    "sender": entry.sender, "recipients": entry.recipients, "action": entry.action, "rule": entry.rule,
+                    "staff": entry.staff ?? NSNull(), "mailbox": entry.mailbox ?? NSNull(), "customer": entry.customer ?? NSNull(),
+                ]
             }
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
@@ -187,14 +193,17 @@ struct Log: ParsableCommand {
         let names = Dictionary(configuration.mailboxes.flatMap(\.staff).map { ($0.address.value, $0.name) }, uniquingKeysWith: { a, _ in a })
         var rows = [["TIME", "QUEUE ID", "DIRECTION", "FROM", "TO", "ACTION", "RULE", "STAFF"]]
         for entry in entries {
-            rows.append([formatter.string(from: entry.time), entry.queueID, entry.direction, entry.sender.isEmpty ? "<>" : entry.sender,
-                         entry.recipients.joined(separator: ","), entry.action, entry.rule,
-                         entry.staff.map { names[$0] ?? $0 } ?? "-"])
+            rows.append([
+                formatter.string(from: entry.time), entry.queueID, entry.direction, entry.sender.isEmpty ? "<>" : entry.sender,
+                entry.recipients.joined(separator: ","), entry.action, entry.rule,
+                entry.staff.map { names[$0] ?? $0 } ?? "-",
+            ])
         }
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
-            print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                .trimmingCharacters(in: .whitespaces))
+            print(
+                zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                    .trimmingCharacters(in: .whitespaces))
         }
         if entries.isEmpty { print("(no entries)") }
     }

@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import Milter
 import ShareMail
 import ShareMailDaemon
-import Milter
 
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -87,8 +87,11 @@ struct Doctor: ParsableCommand {
         if let ours = socket.map(SocketSpec.init(libmilter:)) ?? file.daemon.socket {
             findings = DoctorChecks(configuration: file.policy, socket: ours, postfix: postfix).run()
         } else {
-            findings = [Finding(level: .fail, text: "sharemail's socket \"\(socket ?? "")\" is not a socket spec",
-                                fix: "use unix:/path or inet:port@host in `socket`")]
+            findings = [
+                Finding(
+                    level: .fail, text: "sharemail's socket \"\(socket ?? "")\" is not a socket spec",
+                    fix: "use unix:/path or inet:port@host in `socket`")
+            ]
         }
         findings.append(StateCheck(state: file.daemon.state, user: user ?? Self.daemonUser(unit: unit)).run())
         for finding in findings { print(finding) }

@@ -34,8 +34,9 @@ struct Pending: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only this unified address.", valueName: "address"))
     var mailbox: String?
 
-    @Option(name: .customLong("older-than"),
-            help: ArgumentHelp("Only those waiting at least this long: 90s, 30m, 4h, 2d, or 1h30m.", valueName: "duration"))
+    @Option(
+        name: .customLong("older-than"),
+        help: ArgumentHelp("Only those waiting at least this long: 90s, 30m, 4h, 2d, or 1h30m.", valueName: "duration"))
     var olderThan: String?
 
     @Flag(name: .long, help: "Print a JSON array instead of a table.")
@@ -86,8 +87,9 @@ struct Pending: ParsableCommand {
         let (configuration, store) = try openStore(config: config, command: "pending", readOnly: true)
         defer { store.close() }
         let now = self.now.flatMap(Log.parseDate) ?? Date()
-        let filter = PendingFilter(mailbox: mailbox.flatMap { EmailAddress($0)?.value },
-                                   waitingSince: olderThan.flatMap(Self.seconds).map { now.addingTimeInterval(-Double($0)) })
+        let filter = PendingFilter(
+            mailbox: mailbox.flatMap { EmailAddress($0)?.value },
+            waitingSince: olderThan.flatMap(Self.seconds).map { now.addingTimeInterval(-Double($0)) })
         let conversations: [PendingConversation]
         do {
             conversations = try store.pending(filter)
@@ -98,9 +100,11 @@ struct Pending: ParsableCommand {
         let names = Dictionary(configuration.mailboxes.flatMap(\.staff).map { ($0.address.value, $0.name) }, uniquingKeysWith: { a, _ in a })
         if json {
             let objects: [[String: Any]] = conversations.map { conversation in
-                ["mailbox": conversation.mailbox, "customer": conversation.customer, "subject": conversation.subject,
-                 "staff": conversation.staff ?? NSNull(), "waiting_since": formatter.string(from: conversation.since),
-                 "waiting_seconds": Int(now.timeIntervalSince(conversation.since))]
+                [
+                    "mailbox": conversation.mailbox, "customer": conversation.customer, "subject": conversation.subject,
+                    "staff": conversation.staff ?? NSNull(), "waiting_since": formatter.string(from: conversation.since),
+                    "waiting_seconds": Int(now.timeIntervalSince(conversation.since)),
+                ]
             }
             let data = try JSONSerialization.data(withJSONObject: objects, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
@@ -108,14 +112,17 @@ struct Pending: ParsableCommand {
         }
         var rows = [["WAITING", "MAILBOX", "CUSTOMER", "STAFF", "SUBJECT"]]
         for conversation in conversations {
-            rows.append([Self.waiting(Int(now.timeIntervalSince(conversation.since))), conversation.mailbox, conversation.customer,
-                         conversation.staff.map { names[$0] ?? $0 } ?? "unassigned",
-                         conversation.subject.isEmpty ? "(no subject)" : conversation.subject])
+            rows.append([
+                Self.waiting(Int(now.timeIntervalSince(conversation.since))), conversation.mailbox, conversation.customer,
+                conversation.staff.map { names[$0] ?? $0 } ?? "unassigned",
+                conversation.subject.isEmpty ? "(no subject)" : conversation.subject,
+            ])
         }
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         for row in rows {
-            print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                .trimmingCharacters(in: .whitespaces))
+            print(
+                zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                    .trimmingCharacters(in: .whitespaces))
         }
         if conversations.isEmpty { print("(nothing pending)") }
     }

@@ -38,8 +38,9 @@ struct CLI {
         let out = output.fileHandleForReading.readDataToEndOfFile()
         let err = error.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: String(decoding: out, as: UTF8.self),
-                      error: String(decoding: err, as: UTF8.self))
+        return Result(
+            status: process.terminationStatus, output: String(decoding: out, as: UTF8.self),
+            error: String(decoding: err, as: UTF8.self))
     }
 
     /// Compares with Fixtures/golden/NAME (in the source tree). Set
@@ -68,9 +69,12 @@ struct CheckTests {
 
     @Test("case 2: a staff reply leaves under the unified address")
     func case2() throws {
-        let result = try CLI.run(["check"] + config + ["--login", "zhangsan", "--from", "zhangsan@example.com",
-                                                       "--rcpt", "customer@customer.test", "--rcpt", "lisi@example.com",
-                                                       "case2-staff-reply.eml"])
+        let result = try CLI.run(
+            ["check"] + config + [
+                "--login", "zhangsan", "--from", "zhangsan@example.com",
+                "--rcpt", "customer@customer.test", "--rcpt", "lisi@example.com",
+                "case2-staff-reply.eml",
+            ])
         #expect(result.status == 0, "\(result.error)")
         try CLI.expectGolden(result.output, "check-case2.txt")
         // What the message carries afterwards names no staff mailbox.
@@ -83,8 +87,9 @@ struct CheckTests {
     @Test("case 3: a reply to \"Zhangsan\" <sales@…>, read from standard input")
     func case3() throws {
         let message = try Data(contentsOf: CLI.fixtures.appendingPathComponent("case3-customer-reply.eml"))
-        let result = try CLI.run(["check"] + config + ["--from", "customer@customer.test", "--rcpt", "sales@example.com", "-"],
-                                 stdin: message)
+        let result = try CLI.run(
+            ["check"] + config + ["--from", "customer@customer.test", "--rcpt", "sales@example.com", "-"],
+            stdin: message)
         #expect(result.status == 0, "\(result.error)")
         try CLI.expectGolden(result.output, "check-case3.txt")
     }
@@ -98,12 +103,18 @@ struct CheckTests {
 
     @Test("--json prints exactly the documented keys")
     func jsonSchema() throws {
-        let result = try CLI.run(["check"] + config + ["--json", "--login", "zhangsan", "--from", "zhangsan@example.com",
-                                                       "--rcpt", "customer@customer.test", "case2-staff-reply.eml"])
+        let result = try CLI.run(
+            ["check"] + config + [
+                "--json", "--login", "zhangsan", "--from", "zhangsan@example.com",
+                "--rcpt", "customer@customer.test", "case2-staff-reply.eml",
+            ])
         #expect(result.status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
-        #expect(Set(object.keys) == ["action", "reply", "add_recipients", "remove_recipients", "envelope_from", "header_changes",
-                                     "refused_recipients", "reasons"])
+        #expect(
+            Set(object.keys) == [
+                "action", "reply", "add_recipients", "remove_recipients", "envelope_from", "header_changes",
+                "refused_recipients", "reasons",
+            ])
         #expect(object["refused_recipients"] as? [[String: String]] == [])
         #expect(object["action"] as? String == "accept")
         #expect(object["reply"] is NSNull)
@@ -136,8 +147,11 @@ struct CheckTests {
 
     @Test("--json names each refused recipient also when the others are accepted")
     func jsonPartialRefusal() throws {
-        let result = try CLI.run(["check"] + config + ["--json", "--from", "c@customer.test", "--rcpt", "lisi@example.com",
-                                                       "--rcpt", "sales@example.com"])
+        let result = try CLI.run(
+            ["check"] + config + [
+                "--json", "--from", "c@customer.test", "--rcpt", "lisi@example.com",
+                "--rcpt", "sales@example.com",
+            ])
         #expect(result.status == 0)
         let object = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
         #expect(object["action"] as? String == "accept")
@@ -146,13 +160,15 @@ struct CheckTests {
         #expect(refused.first?["action"] == "reject")
     }
 
-    @Test("exit statuses: 64 bad usage, 65 unreadable message, 78 bad config", arguments: [
-        (["check", "--config", CLI.exampleConfig, "--from", "a@b.test"], Int32(64)),
-        (["check", "--config", CLI.exampleConfig, "--from", "a@b.test", "--rcpt", "x@y.test", "--client-ip", "nonsense"], Int32(64)),
-        (["check", "--config", CLI.exampleConfig, "--from", "a@b.test", "--rcpt", "x@y.test", "no-such-file.eml"], Int32(65)),
-        (["check", "--config", "bad.toml", "--from", "a@b.test", "--rcpt", "x@y.test"], Int32(78)),
-        (["check", "--config", "missing.toml", "--from", "a@b.test", "--rcpt", "x@y.test"], Int32(78)),
-    ])
+    @Test(
+        "exit statuses: 64 bad usage, 65 unreadable message, 78 bad config",
+        arguments: [
+            (["check", "--config", CLI.exampleConfig, "--from", "a@b.test"], Int32(64)),
+            (["check", "--config", CLI.exampleConfig, "--from", "a@b.test", "--rcpt", "x@y.test", "--client-ip", "nonsense"], Int32(64)),
+            (["check", "--config", CLI.exampleConfig, "--from", "a@b.test", "--rcpt", "x@y.test", "no-such-file.eml"], Int32(65)),
+            (["check", "--config", "bad.toml", "--from", "a@b.test", "--rcpt", "x@y.test"], Int32(78)),
+            (["check", "--config", "missing.toml", "--from", "a@b.test", "--rcpt", "x@y.test"], Int32(78)),
+        ])
     func exitStatus(arguments: [String], status: Int32) throws {
         #expect(try CLI.run(arguments).status == status)
     }
@@ -185,8 +201,10 @@ struct LintTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sharemail-lint-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        for (line, status, said) in [("state = \"off\"", Int32(0), "conversation memory: off"),
-                                     ("state = \"state.sqlite\"", Int32(78), ":1: state: \"state.sqlite\" is neither")] {
+        for (line, status, said) in [
+            ("state = \"off\"", Int32(0), "conversation memory: off"),
+            ("state = \"state.sqlite\"", Int32(78), ":1: state: \"state.sqlite\" is neither"),
+        ] {
             let file = directory.appendingPathComponent("f.toml").path
             try (line + "\n" + example).write(toFile: file, atomically: true, encoding: .utf8)
             let result = try CLI.run(["lint", "--config", file])
@@ -252,8 +270,9 @@ struct StateFileTests {
         #expect(try scratch.files() == ["sharemail.toml"])
     }
 
-    @Test("assign as root creates the database 0640 for the owner of its directory, and keeps an existing one's owner",
-          .enabled(if: getuid() == 0, "needs root, as an admin runs it"))
+    @Test(
+        "assign as root creates the database 0640 for the owner of its directory, and keeps an existing one's owner",
+        .enabled(if: getuid() == 0, "needs root, as an admin runs it"))
     func assignAsRootKeepsOwner() throws {
         let scratch = try Scratch()
         defer { scratch.remove() }

@@ -54,12 +54,14 @@ struct ManualPageTests {
             for argument in command.arguments ?? [] where argument.shouldDisplay {
                 let names = argument.names ?? []
                 // An option is listed by its long name, or by its short one when it has no long one.
-                let spelled = names.contains { $0.kind == "long" }
+                let spelled =
+                    names.contains { $0.kind == "long" }
                     ? names.filter { $0.kind == "long" && $0.name != "help" }.map { "-" + $0.name }
                     : names.filter { $0.kind == "short" }.map(\.name)
                 for name in spelled {
-                    #expect(section.contains("Fl \(name)"),
-                            "sharemail(8) does not document `sharemail \(command.commandName) -\(name)`: run scripts/man")
+                    #expect(
+                        section.contains("Fl \(name)"),
+                        "sharemail(8) does not document `sharemail \(command.commandName) -\(name)`: run scripts/man")
                 }
             }
         }
@@ -83,16 +85,16 @@ struct ManualPageTests {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sharemail-keys-\(UUID().uuidString).toml")
         defer { try? FileManager.default.removeItem(at: file) }
         try """
-            zz_not_a_key = 1
-            [[mailbox]]
-            address = "sales@example.com"
-            zz_not_a_key = 1
-              [[mailbox.staff]]
-              name = "Zhangsan"
-              address = "zhangsan@example.com"
-              zz_not_a_key = 1
+        zz_not_a_key = 1
+        [[mailbox]]
+        address = "sales@example.com"
+        zz_not_a_key = 1
+          [[mailbox.staff]]
+          name = "Zhangsan"
+          address = "zhangsan@example.com"
+          zz_not_a_key = 1
 
-            """.write(to: file, atomically: true, encoding: .utf8)
+        """.write(to: file, atomically: true, encoding: .utf8)
         let result = try CLI.run(["lint", "--config", file.path])
         var keys: [String: Set<String>] = [:]
         for line in result.output.split(separator: "\n") {
@@ -101,8 +103,9 @@ struct ManualPageTests {
             let table = path.contains("staff[") ? "mailbox.staff" : path.contains("mailbox[") ? "mailbox" : ""
             keys[table] = Set(line[unknown.upperBound...].dropLast().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         }
-        try #require(keys.count == 3 && keys.values.allSatisfy { $0.count >= 3 },
-                     "lint did not list the known keys of the top level, [[mailbox]] and [[mailbox.staff]]:\n\(result.output)")
+        try #require(
+            keys.count == 3 && keys.values.allSatisfy { $0.count >= 3 },
+            "lint did not list the known keys of the top level, [[mailbox]] and [[mailbox.staff]]:\n\(result.output)")
         return keys
     }
 
@@ -113,12 +116,13 @@ struct ManualPageTests {
         var table: String?
         for line in page.split(separator: "\n") {
             if line.hasPrefix(".Ss ") || line.hasPrefix(".Sh ") {
-                table = switch line {
-                case ".Ss Top-level keys": ""
-                case ".Ss Keys of a [[mailbox]]": "mailbox"
-                case ".Ss Keys of a [[mailbox.staff]]": "mailbox.staff"
-                default: nil
-                }
+                table =
+                    switch line {
+                    case ".Ss Top-level keys": ""
+                    case ".Ss Keys of a [[mailbox]]": "mailbox"
+                    case ".Ss Keys of a [[mailbox.staff]]": "mailbox.staff"
+                    default: nil
+                    }
             } else if let table, line.hasPrefix(".It Cm ") {
                 keys[table, default: []].insert(String(line.dropFirst(".It Cm ".count)))
             }
@@ -141,7 +145,9 @@ struct ManualPageTests {
         let accepted = try Self.acceptedKeys()
         for (table, keys) in try Self.documentedKeys() {
             let unknown = keys.subtracting(accepted[table] ?? [])
-            #expect(unknown.isEmpty, "sharemail.toml(5) documents \(unknown.sorted()) in \(table.isEmpty ? "the top level" : "[[\(table)]]"), which the loader refuses")
+            #expect(
+                unknown.isEmpty,
+                "sharemail.toml(5) documents \(unknown.sorted()) in \(table.isEmpty ? "the top level" : "[[\(table)]]"), which the loader refuses")
         }
     }
 
@@ -167,18 +173,20 @@ struct ManualPageTests {
     @Test("the EXAMPLE of sharemail.toml(5) passes lint and uses every key")
     func exampleLoads() throws {
         let page = try String(contentsOf: Self.section5, encoding: .utf8)
-        let example = try #require(page.components(separatedBy: ".Sh EXAMPLES").last?
-            .components(separatedBy: ".Bd -literal -offset indent\n").dropFirst().first?
-            .components(separatedBy: "\n.Ed").first, "no literal example in sharemail.toml(5)")
+        let example = try #require(
+            page.components(separatedBy: ".Sh EXAMPLES").last?
+                .components(separatedBy: ".Bd -literal -offset indent\n").dropFirst().first?
+                .components(separatedBy: "\n.Ed").first, "no literal example in sharemail.toml(5)")
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sharemail-example-\(UUID().uuidString).toml")
         defer { try? FileManager.default.removeItem(at: file) }
         try example.write(to: file, atomically: true, encoding: .utf8)
         let result = try CLI.run(["lint", "--config", file.path])
         #expect(result.status == 0, "the example does not pass lint:\n\(result.output)\(result.error)")
-        let used = Set(example.split(separator: "\n").compactMap { line -> String? in
-            let key = line.split(separator: "=").first?.trimmingCharacters(in: .whitespaces) ?? ""
-            return key.isEmpty || key.hasPrefix("[") || key.hasPrefix("#") ? nil : key
-        })
+        let used = Set(
+            example.split(separator: "\n").compactMap { line -> String? in
+                let key = line.split(separator: "=").first?.trimmingCharacters(in: .whitespaces) ?? ""
+                return key.isEmpty || key.hasPrefix("[") || key.hasPrefix("#") ? nil : key
+            })
         let all = try Self.acceptedKeys().values.reduce(Set<String>()) { $0.union($1) }.subtracting(["mailbox", "staff"])
         // socket_owner has no sensible value in an example: it defaults to the service user.
         #expect(all.subtracting(used).subtracting(["socket_owner"]).isEmpty, "the example does not show \(all.subtracting(used).sorted())")

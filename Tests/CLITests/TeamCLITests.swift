@@ -19,33 +19,51 @@ struct TeamCLITests {
     /// Two customers wait at sales@ (one for Zhangsan, one for nobody in particular), one
     /// was answered; the one to forget also has a sent message, an assignment and audit rows.
     func seed() throws {
-        let store = try Stores.open(.sqlite(path: scratch.state), logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
-                                    timeout: .seconds(5))
+        let store = try Stores.open(
+            .sqlite(path: scratch.state), logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
+            timeout: .seconds(5))
         defer { store.close() }
         let base = try #require(ISO8601DateFormatter().date(from: Self.now))
         func ago(_ seconds: TimeInterval) -> Date { base.addingTimeInterval(-seconds) }
-        func audit(_ queue: String, _ sender: String, _ recipients: [String], customer: String, staff: String?, rule: String,
-                   direction: String = "inbound", _ time: Date) -> StoreRecord {
-            .audit(AuditEntry(time: time, queueID: queue, direction: direction, sender: sender, recipients: recipients,
-                              action: "accept", rule: rule, staff: staff, mailbox: "sales@example.com", customer: customer))
+        func audit(
+            _ queue: String, _ sender: String, _ recipients: [String], customer: String, staff: String?, rule: String,
+            direction: String = "inbound", _ time: Date
+        ) -> StoreRecord {
+            .audit(
+                AuditEntry(
+                    time: time, queueID: queue, direction: direction, sender: sender, recipients: recipients,
+                    action: "accept", rule: rule, staff: staff, mailbox: "sales@example.com", customer: customer))
         }
         try store.record([
-            .waiting(WaitingMessage(mailbox: "sales@example.com", customer: "buyer@customer.test", staff: "zhangsan@example.com",
-                                    subject: "订单 42: where is it?", time: ago(26 * 3_600 + 5 * 60))),
-            audit("4B7C21E", "buyer@customer.test", ["sales@example.com"], customer: "buyer@customer.test",
-                  staff: "zhangsan@example.com", rule: "round-robin", ago(26 * 3_600 + 5 * 60)),
-            .sent(SentMessage(messageID: "z1@example.com", staff: "zhangsan@example.com", mailbox: "sales@example.com",
-                              customers: ["buyer@customer.test"], time: ago(30 * 3_600), queueID: "3A1F00B")),
-            .assignment(.customer(address: "buyer@customer.test"), staff: "zhangsan@example.com", mailbox: "sales@example.com",
-                        time: ago(30 * 3_600)),
-            .waiting(WaitingMessage(mailbox: "sales@example.com", customer: "new@customer.test", staff: nil,
-                                    subject: "", time: ago(4 * 3_600 + 7 * 60))),
-            audit("5C2D11A", "new@customer.test", ["sales@example.com"], customer: "new@customer.test", staff: nil,
-                  rule: "unnamed", ago(4 * 3_600 + 7 * 60)),
-            .waiting(WaitingMessage(mailbox: "sales@example.com", customer: "quick@customer.test", staff: "lisi@example.com",
-                                    subject: "Quote, please", time: ago(20 * 60))),
-            .waiting(WaitingMessage(mailbox: "sales@example.com", customer: "answered@customer.test", staff: "lisi@example.com",
-                                    subject: "Done", time: ago(3_600))),
+            .waiting(
+                WaitingMessage(
+                    mailbox: "sales@example.com", customer: "buyer@customer.test", staff: "zhangsan@example.com",
+                    subject: "订单 42: where is it?", time: ago(26 * 3_600 + 5 * 60))),
+            audit(
+                "4B7C21E", "buyer@customer.test", ["sales@example.com"], customer: "buyer@customer.test",
+                staff: "zhangsan@example.com", rule: "round-robin", ago(26 * 3_600 + 5 * 60)),
+            .sent(
+                SentMessage(
+                    messageID: "z1@example.com", staff: "zhangsan@example.com", mailbox: "sales@example.com",
+                    customers: ["buyer@customer.test"], time: ago(30 * 3_600), queueID: "3A1F00B")),
+            .assignment(
+                .customer(address: "buyer@customer.test"), staff: "zhangsan@example.com", mailbox: "sales@example.com",
+                time: ago(30 * 3_600)),
+            .waiting(
+                WaitingMessage(
+                    mailbox: "sales@example.com", customer: "new@customer.test", staff: nil,
+                    subject: "", time: ago(4 * 3_600 + 7 * 60))),
+            audit(
+                "5C2D11A", "new@customer.test", ["sales@example.com"], customer: "new@customer.test", staff: nil,
+                rule: "unnamed", ago(4 * 3_600 + 7 * 60)),
+            .waiting(
+                WaitingMessage(
+                    mailbox: "sales@example.com", customer: "quick@customer.test", staff: "lisi@example.com",
+                    subject: "Quote, please", time: ago(20 * 60))),
+            .waiting(
+                WaitingMessage(
+                    mailbox: "sales@example.com", customer: "answered@customer.test", staff: "lisi@example.com",
+                    subject: "Done", time: ago(3_600))),
             .answered(mailbox: "sales@example.com", customers: ["answered@customer.test"]),
         ])
     }

@@ -16,8 +16,8 @@ struct ConfigurationFileTests {
         #expect(sales.manager.value == "manager@example.com")
         #expect(sales.staff[0].receiveInternet == false)
         #expect(sales.staff[0].sendInternet == true)
-        #expect(configuration.mailboxes[1].manager.value == "support@example.org")   // manager defaults to address
-        #expect(configuration.mailboxes[1].staff[0].login == "zhaoliu@example.org")   // login defaults to address
+        #expect(configuration.mailboxes[1].manager.value == "support@example.org")  // manager defaults to address
+        #expect(configuration.mailboxes[1].staff[0].login == "zhaoliu@example.org")  // login defaults to address
         #expect(configuration.mailboxes[1].forwardUnnamed == false)
         #expect(file.daemon.drainTimeoutSeconds == 30)
     }
@@ -38,8 +38,9 @@ struct ConfigurationFileTests {
               address = "zhangsan@example.com"
             """
         let off = team.replacingOccurrences(of: "state = \"/var/lib/sharemail/state.sqlite\"", with: "state = \"off\"")
-        #expect(problems(off).contains { $0.contains("f.toml:5: mailbox[0].unnamed: \"round-robin\" needs the conversation memory") },
-                "\(problems(off))")
+        #expect(
+            problems(off).contains { $0.contains("f.toml:5: mailbox[0].unnamed: \"round-robin\" needs the conversation memory") },
+            "\(problems(off))")
         #expect(problems(team).isEmpty)
         #expect(problems(team.replacingOccurrences(of: "round-robin", with: "all")).isEmpty)
         #expect(problems(off.replacingOccurrences(of: "round-robin", with: "all")).isEmpty)
@@ -71,8 +72,9 @@ struct ConfigurationFileTests {
               login = "boss"
             """
         #expect(problems(clash).contains("f.toml:8: mailbox[0].staff[0].login: login \"boss\" is already used by mailbox[0].manager_login"))
-        #expect(problems("[[mailbox]]\naddress = \"s@example.com\"\nmanager_login = \"a b\"\n")
-                    .contains { $0.hasPrefix("f.toml:3: mailbox[0].manager_login:") })
+        #expect(
+            problems("[[mailbox]]\naddress = \"s@example.com\"\nmanager_login = \"a b\"\n")
+                .contains { $0.hasPrefix("f.toml:3: mailbox[0].manager_login:") })
     }
 
     @Test("state: memory on by default in /var/lib/sharemail; \"off\" turns it off; a relative path names the key")
@@ -110,7 +112,8 @@ struct ConfigurationFileTests {
 
     @Test("unknown keys, missing keys and bad addresses name the key and line")
     func errorsNameKeyAndLine() {
-        let found = problems("""
+        let found = problems(
+            """
             socket = "unix:/x"
             colour = "blue"
             [[mailbox]]
@@ -119,7 +122,10 @@ struct ConfigurationFileTests {
               address = "zhangsan@example.com"
               recieve_internet = true
             """)
-        #expect(found.contains("f.toml:2: colour: unknown key (known here: drain_timeout_seconds, header_fallback_charset, log, log_level, mailbox, metrics, recipient_delimiter, retention_days, socket, socket_group, socket_mode, socket_owner, state, state_timeout_ms, trusted_networks)"))
+        #expect(
+            found.contains(
+                "f.toml:2: colour: unknown key (known here: drain_timeout_seconds, header_fallback_charset, log, log_level, mailbox, metrics, recipient_delimiter, retention_days, socket, socket_group, socket_mode, socket_owner, state, state_timeout_ms, trusted_networks)"
+            ))
         #expect(found.contains("f.toml:4: mailbox[0].address: \"sales@\" is not an email address (write local@domain)"))
         #expect(found.contains("f.toml:5: mailbox[0].staff[0].name: is required"))
         #expect(found.contains { $0.hasPrefix("f.toml:7: mailbox[0].staff[0].recieve_internet: unknown key") })
@@ -127,7 +133,8 @@ struct ConfigurationFileTests {
 
     @Test("duplicate staff addresses, logins and matching names are errors")
     func duplicates() {
-        let found = problems("""
+        let found = problems(
+            """
             [[mailbox]]
             address = "sales@example.com"
               [[mailbox.staff]]
@@ -146,7 +153,8 @@ struct ConfigurationFileTests {
 
     @Test("a staff address may not be a unified or manager address")
     func staffIsNotAMailbox() {
-        let found = problems("""
+        let found = problems(
+            """
             [[mailbox]]
             address = "sales@example.com"
             manager = "boss@example.com"
@@ -157,11 +165,13 @@ struct ConfigurationFileTests {
         #expect(found.contains { $0.contains("mailbox[0].staff[0].address: boss@example.com is a unified or manager address") })
     }
 
-    @Test("wrong types and syntax errors are reported, not crashed on", arguments: [
-        "socket = 5", "trusted_networks = \"10.0.0.0/8\"", "trusted_networks = [\"10.0.0.0/33\"]", "mailbox = 3",
-        "[[mailbox]]\naddress = \"a@b.c\"\nforward_unnamed = \"yes\"", "[[mailbox]\n", "socket_mode = \"999\"",
-        "[[mailbox]]\naddress = \"a@b.c\"\nstaff = [1]",
-    ])
+    @Test(
+        "wrong types and syntax errors are reported, not crashed on",
+        arguments: [
+            "socket = 5", "trusted_networks = \"10.0.0.0/8\"", "trusted_networks = [\"10.0.0.0/33\"]", "mailbox = 3",
+            "[[mailbox]]\naddress = \"a@b.c\"\nforward_unnamed = \"yes\"", "[[mailbox]\n", "socket_mode = \"999\"",
+            "[[mailbox]]\naddress = \"a@b.c\"\nstaff = [1]",
+        ])
     func badTypes(toml: String) {
         #expect(!problems(toml).isEmpty)
     }
@@ -180,7 +190,8 @@ struct DaemonSettingsTests {
         let running = try ConfigurationFile.load(text: mailbox, file: "a.toml").0.daemon
         let changed = try ConfigurationFile.load(
             text: "log_level = \"debug\"\nstate_timeout_ms = 50\ndrain_timeout_seconds = 5\ntrusted_networks = [\"10.0.0.0/8\"]" + mailbox,
-            file: "b.toml").0.daemon
+            file: "b.toml"
+        ).0.daemon
         #expect(changed.restartKeys(changedFrom: running) == ["log_level", "state_timeout_ms", "drain_timeout_seconds"])
         #expect(running.restartKeys(changedFrom: running).isEmpty)
         #expect(running == DaemonSettings())  // the file's defaults are the type's

@@ -1,17 +1,20 @@
 import Foundation
 import NIOConcurrencyHelpers
-@testable import ShareMailDaemon
 import ShareMailStore
 import Testing
+
+@testable import ShareMailDaemon
 
 /// The memory's writer thread: records leave the caller at once, arrive in order, in as few
 /// batches as the writer's pace allows, and `flush` waits for them.
 @Suite("Record writer: off the path Postfix waits for")
 struct RecordWriterTests {
     static func audit(_ n: Int) -> StoreRecord {
-        .audit(AuditEntry(time: Date(timeIntervalSince1970: Double(n)), queueID: "Q\(n)", direction: "inbound",
-                          sender: "c@customer.test", recipients: ["sales@example.com"], action: "accept",
-                          rule: "unnamed", staff: nil, mailbox: "sales@example.com", customer: "c@customer.test"))
+        .audit(
+            AuditEntry(
+                time: Date(timeIntervalSince1970: Double(n)), queueID: "Q\(n)", direction: "inbound",
+                sender: "c@customer.test", recipients: ["sales@example.com"], action: "accept",
+                rule: "unnamed", staff: nil, mailbox: "sales@example.com", customer: "c@customer.test"))
     }
 
     @Test("every record arrives once, in order; a slow write lets the next ones share a batch; flush waits")
@@ -19,7 +22,7 @@ struct RecordWriterTests {
         let written = NIOLockedValueBox<[[StoreRecord]]>([])
         let writer = RecordWriter()
         writer.start { batch in
-            Thread.sleep(forTimeInterval: 0.05)   // a database that takes its time
+            Thread.sleep(forTimeInterval: 0.05)  // a database that takes its time
             written.withLockedValue { $0.append(batch) }
         }
         for n in 0..<200 { #expect(writer.enqueue([Self.audit(n)]) == 0) }
@@ -33,8 +36,11 @@ struct RecordWriterTests {
     func capacity() {
         let release = ConditionLock(value: 0)
         let writer = RecordWriter()
-        writer.start { _ in release.lock(whenValue: 1); release.unlock() }
-        _ = writer.enqueue([Self.audit(-1)])   // taken by the writer, which then waits
+        writer.start { _ in
+            release.lock(whenValue: 1)
+            release.unlock()
+        }
+        _ = writer.enqueue([Self.audit(-1)])  // taken by the writer, which then waits
         Thread.sleep(forTimeInterval: 0.1)
         let records = (0..<(RecordWriter.capacity + 10)).map(Self.audit)
         #expect(writer.enqueue(records) == 10)

@@ -2,9 +2,10 @@ import Foundation
 import Logging
 import Milter
 import ShareMail
-@testable import ShareMailDaemon
 import ShareMailStore
 import Testing
+
+@testable import ShareMailDaemon
 
 /// A libmilter context without libmilter: the macros Postfix would send, and
 /// the changes the layer applied (or refused, as an MTA may).
@@ -64,15 +65,18 @@ final class SessionHarness {
     deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     func connection() -> MilterConnection {
-        MilterConnection(session: ShareMailSession(policy: policy, metrics: nil, memory: memory, logger: Self.logger),
-                         gate: gate, replies: Daemon.failureReplies, errorMetric: "test_milter_errors_total",
-                         logger: Self.logger)
+        MilterConnection(
+            session: ShareMailSession(policy: policy, metrics: nil, memory: memory, logger: Self.logger),
+            gate: gate, replies: Daemon.failureReplies, errorMetric: "test_milter_errors_total",
+            logger: Self.logger)
     }
 
     /// Sends one message through a new connection, the way Postfix does.
-    func send(from sender: String, to recipients: [String], login: String? = nil, client: String = "198.51.100.7",
-              headers: [(String, String)], mailer: (String) -> String = { $0.hasSuffix("@customer.test") ? "smtp" : "virtual" },
-              resolved: Bool = true, body: String? = nil, context: FakeContext = FakeContext()) -> Outcome {
+    func send(
+        from sender: String, to recipients: [String], login: String? = nil, client: String = "198.51.100.7",
+        headers: [(String, String)], mailer: (String) -> String = { $0.hasSuffix("@customer.test") ? "smtp" : "virtual" },
+        resolved: Bool = true, body: String? = nil, context: FakeContext = FakeContext()
+    ) -> Outcome {
         counter += 1
         let connection = connection()
         _ = connection.connect(hostname: "client.test", client: ClientAddress(ip: client, port: 40000), context: context)
@@ -104,8 +108,10 @@ final class SessionHarness {
 
 @Suite("Session: the daemon's glue, driven without Postfix")
 struct SessionTests {
-    static let customerMail: [(String, String)] = [("From", "Customer <c@customer.test>"), ("To", "sales@example.com"),
-                                                    ("Subject", "Quote"), ("Message-ID", "<q1@customer.test>")]
+    static let customerMail: [(String, String)] = [
+        ("From", "Customer <c@customer.test>"), ("To", "sales@example.com"),
+        ("Subject", "Quote"), ("Message-ID", "<q1@customer.test>"),
+    ]
 
     @Test("rule 1: unnamed Internet mail goes to the manager and, with forward_unnamed, every staff; the audit records it")
     func unnamed() throws {
@@ -113,8 +119,11 @@ struct SessionTests {
         let outcome = harness.send(from: "c@customer.test", to: ["sales@example.com"], headers: Self.customerMail)
         #expect(outcome.recipients == [.continue])
         #expect(outcome.end == .continue)
-        #expect(Set(outcome.addedRecipients) == ["<manager@example.com>", "<zhangsan@example.com>", "<lisi@example.com>",
-                                                 "<wangwu@example.com>"])
+        #expect(
+            Set(outcome.addedRecipients) == [
+                "<manager@example.com>", "<zhangsan@example.com>", "<lisi@example.com>",
+                "<wangwu@example.com>",
+            ])
         let audit = try harness.store().auditLog(LogFilter())
         #expect(audit.map(\.rule) == ["unnamed"])
         #expect(audit.first?.direction == "inbound" && audit.first?.action == "accept" && audit.first?.queueID == "Q1")
@@ -137,9 +146,12 @@ struct SessionTests {
     @Test("rule 3: staff mail leaves as the unified address, never naming the staff; the memory records what was sent")
     func staffOut() throws {
         let harness = try SessionHarness()
-        let outcome = harness.send(from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
-                                   headers: [("From", "Zhangsan <zhangsan@example.com>"), ("To", "c@customer.test"),
-                                             ("Message-ID", "<m1@example.com>")])
+        let outcome = harness.send(
+            from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
+            headers: [
+                ("From", "Zhangsan <zhangsan@example.com>"), ("To", "c@customer.test"),
+                ("Message-ID", "<m1@example.com>"),
+            ])
         #expect(outcome.end == .continue)
         #expect(outcome.applied.contains(.changeSender("sales@example.com")))
         let texts = outcome.applied.map { "\($0)" }.joined(separator: "\n")
@@ -153,8 +165,9 @@ struct SessionTests {
     @Test("rule 3: a staff who may not send to the Internet is refused at RCPT")
     func staffMayNotSend() throws {
         let harness = try SessionHarness()
-        let outcome = harness.send(from: "wangwu@example.com", to: ["c@customer.test"], login: "wangwu", client: "192.0.2.10",
-                                   headers: [("From", "wangwu@example.com")])
+        let outcome = harness.send(
+            from: "wangwu@example.com", to: ["c@customer.test"], login: "wangwu", client: "192.0.2.10",
+            headers: [("From", "wangwu@example.com")])
         guard case .reject(let reply) = outcome.recipients.first else {
             Issue.record("wangwu may send: \(outcome.recipients)")
             return
@@ -165,19 +178,22 @@ struct SessionTests {
     @Test("rule 4: a named staff gets the mail, the others do not")
     func named() throws {
         let harness = try SessionHarness()
-        let outcome = harness.send(from: "c@customer.test", to: ["sales@example.com"],
-                                   headers: [("From", "c@customer.test"), ("To", "\"Lisi\" <sales@example.com>")])
+        let outcome = harness.send(
+            from: "c@customer.test", to: ["sales@example.com"],
+            headers: [("From", "c@customer.test"), ("To", "\"Lisi\" <sales@example.com>")])
         #expect(Set(outcome.addedRecipients) == ["<manager@example.com>", "<lisi@example.com>"])
     }
 
     @Test("a reply finds the staff who wrote, through the memory (the thread beats the name)")
     func threadThroughMemory() throws {
         let harness = try SessionHarness()
-        _ = harness.send(from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
-                         headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m1@example.com>")])
+        _ = harness.send(
+            from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
+            headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m1@example.com>")])
         #expect(harness.memory?.flush() == true)
-        let reply = harness.send(from: "c@customer.test", to: ["sales@example.com"],
-                                 headers: [("To", "\"Lisi\" <sales@example.com>"), ("In-Reply-To", "<m1@example.com>")])
+        let reply = harness.send(
+            from: "c@customer.test", to: ["sales@example.com"],
+            headers: [("To", "\"Lisi\" <sales@example.com>"), ("In-Reply-To", "<m1@example.com>")])
         #expect(Set(reply.addedRecipients) == ["<manager@example.com>", "<zhangsan@example.com>"])
         #expect(try harness.store().auditLog(LogFilter()).last?.rule == "thread")
     }
@@ -185,11 +201,13 @@ struct SessionTests {
     @Test("a stale assignment (staff since removed) with a live thread owner: the thread owner gets it")
     func staleAssignmentLiveThreadOwner() throws {
         let harness = try SessionHarness()
-        _ = harness.send(from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
-                         headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m1@example.com>")])
+        _ = harness.send(
+            from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
+            headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m1@example.com>")])
         try harness.store().assign(.thread(messageID: "m1@example.com"), to: "gone@example.com", mailbox: "sales@example.com", at: Date())
-        let reply = harness.send(from: "c@customer.test", to: ["sales@example.com"],
-                                 headers: [("To", "sales@example.com"), ("In-Reply-To", "<m1@example.com>")])
+        let reply = harness.send(
+            from: "c@customer.test", to: ["sales@example.com"],
+            headers: [("To", "sales@example.com"), ("In-Reply-To", "<m1@example.com>")])
         #expect(Set(reply.addedRecipients) == ["<manager@example.com>", "<zhangsan@example.com>"])
         #expect(try harness.store().auditLog(LogFilter()).last?.rule == "thread")
     }
@@ -197,8 +215,9 @@ struct SessionTests {
     @Test("rule 5: internal mail (the manager, logged in, to the unified address) passes untouched")
     func internalMail() throws {
         let harness = try SessionHarness()
-        let outcome = harness.send(from: "manager@example.com", to: ["sales@example.com"], login: "manager", client: "192.0.2.10",
-                                   headers: [("From", "manager@example.com"), ("To", "sales@example.com")])
+        let outcome = harness.send(
+            from: "manager@example.com", to: ["sales@example.com"], login: "manager", client: "192.0.2.10",
+            headers: [("From", "manager@example.com"), ("To", "sales@example.com")])
         #expect(outcome.recipients == [.continue])
         #expect(outcome.end == .continue)
         #expect(outcome.applied.isEmpty)
@@ -208,13 +227,16 @@ struct SessionTests {
     @Test("a bounce follows its thread by the Message-ID quoted in its body")
     func bounceFollowsThread() throws {
         let harness = try SessionHarness()
-        _ = harness.send(from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
-                         headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m7@example.com>")])
+        _ = harness.send(
+            from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
+            headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m7@example.com>")])
         #expect(harness.memory?.flush() == true)
         let bounce = harness.send(
             from: "", to: ["sales@example.com"],
-            headers: [("From", "MAILER-DAEMON@customer.test"), ("To", "sales@example.com"),
-                      ("Content-Type", "multipart/report; report-type=delivery-status; boundary=\"b\"")],
+            headers: [
+                ("From", "MAILER-DAEMON@customer.test"), ("To", "sales@example.com"),
+                ("Content-Type", "multipart/report; report-type=delivery-status; boundary=\"b\""),
+            ],
             body: "--b\nContent-Type: text/rfc822-headers\n\nMessage-ID: <m7@example.com>\nFrom: sales@example.com\n\n--b--\n")
         #expect(Set(bounce.addedRecipients) == ["<manager@example.com>", "<zhangsan@example.com>"])
         #expect(try harness.store().auditLog(LogFilter()).last?.rule == "thread")
@@ -224,8 +246,10 @@ struct SessionTests {
     func reloadKeepsSnapshot() throws {
         let harness = try SessionHarness()
         let context = FakeContext()
-        context.macros = ["{mail_addr}": "c@customer.test", "{rcpt_addr}": "sales@example.com", "{rcpt_mailer}": "virtual",
-                          "i": "QR"]
+        context.macros = [
+            "{mail_addr}": "c@customer.test", "{rcpt_addr}": "sales@example.com", "{rcpt_mailer}": "virtual",
+            "i": "QR",
+        ]
         let connection = harness.connection()
         _ = connection.mailFrom(["<c@customer.test>"], context: context)
         _ = connection.recipient(["<sales@example.com>"], context: context)
@@ -243,8 +267,9 @@ struct SessionTests {
     func storeDown() throws {
         let harness = try SessionHarness(state: "/proc/sharemail-no-such-dir/state.sqlite")
         let started = ContinuousClock.now
-        let outcome = harness.send(from: "c@customer.test", to: ["sales@example.com"],
-                                   headers: [("To", "\"Lisi\" <sales@example.com>"), ("In-Reply-To", "<m1@example.com>")])
+        let outcome = harness.send(
+            from: "c@customer.test", to: ["sales@example.com"],
+            headers: [("To", "\"Lisi\" <sales@example.com>"), ("In-Reply-To", "<m1@example.com>")])
         #expect(ContinuousClock.now - started < .seconds(1))
         #expect(outcome.end == .continue)
         #expect(Set(outcome.addedRecipients) == ["<manager@example.com>", "<lisi@example.com>"])
@@ -253,8 +278,9 @@ struct SessionTests {
     @Test("without memory (state = off) routing is by names")
     func memoryOff() throws {
         let harness = try SessionHarness(memory: false)
-        let outcome = harness.send(from: "c@customer.test", to: ["sales@example.com"],
-                                   headers: [("To", "\"Zhangsan\" <sales@example.com>")])
+        let outcome = harness.send(
+            from: "c@customer.test", to: ["sales@example.com"],
+            headers: [("To", "\"Zhangsan\" <sales@example.com>")])
         #expect(Set(outcome.addedRecipients) == ["<manager@example.com>", "<zhangsan@example.com>"])
     }
 
@@ -263,9 +289,10 @@ struct SessionTests {
         let harness = try SessionHarness()
         let context = FakeContext()
         context.refuses = { if case .changeSender = $0 { true } else { false } }
-        let outcome = harness.send(from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
-                                   headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m1@example.com>")],
-                                   context: context)
+        let outcome = harness.send(
+            from: "zhangsan@example.com", to: ["c@customer.test"], login: "zhangsan", client: "192.0.2.10",
+            headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m1@example.com>")],
+            context: context)
         #expect(outcome.end == .tempfail(Daemon.failureReplies.applyFailed))
         let store = try harness.store()
         #expect(try store.threadOwner(messageIDs: ["m1@example.com"], mailbox: "sales@example.com") == nil)
@@ -282,8 +309,9 @@ struct SessionTests {
             return
         }
         #expect(reply.code / 100 == 4)
-        let refusedByPostfix = harness.send(from: "c@customer.test", to: ["nobody@example.com"], headers: Self.customerMail,
-                                            mailer: { _ in "error" }, resolved: false)
+        let refusedByPostfix = harness.send(
+            from: "c@customer.test", to: ["nobody@example.com"], headers: Self.customerMail,
+            mailer: { _ in "error" }, resolved: false)
         #expect(refusedByPostfix.recipients == [.continue])
     }
 

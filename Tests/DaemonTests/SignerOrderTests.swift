@@ -1,5 +1,6 @@
-@testable import ShareMailDaemon
 import Testing
+
+@testable import ShareMailDaemon
 
 /// `doctor`'s check that a DKIM signer is in both milter lists, on list values alone.
 @Suite("doctor: the DKIM signer in both milter lists")
@@ -8,8 +9,10 @@ struct SignerOrderTests {
     static let opendkim = "local:/run/opendkim/opendkim.sock"
 
     func findings(smtpd: [String], nonSMTPD: [String]) -> [Finding] {
-        SignerOrder(smtpdMilters: smtpd, nonSMTPDMilters: nonSMTPD, isSharemail: { $0 == Self.ours },
-                    isSigner: { entry in DoctorChecks.signerHints.contains { entry.lowercased().contains($0) } }).findings()
+        SignerOrder(
+            smtpdMilters: smtpd, nonSMTPDMilters: nonSMTPD, isSharemail: { $0 == Self.ours },
+            isSigner: { entry in DoctorChecks.signerHints.contains { entry.lowercased().contains($0) } }
+        ).findings()
     }
 
     @Test("no signer anywhere, or the signer after sharemail in both lists: nothing to say")

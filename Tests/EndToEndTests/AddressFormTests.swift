@@ -25,22 +25,27 @@ struct AddressFormTests {
         "example.com!zhangsan", "zhangsan%example.com@[127.0.0.1]", "ZhangSan@Example.COM", "zhangsan@[127.0.0.1]",
     ].map(Form.init)
 
-    @Test("A stranger → any form of Zhangsan (receive_internet = false): refused at RCPT, delivered nowhere",
-          arguments: zhangsanForms)
+    @Test(
+        "A stranger → any form of Zhangsan (receive_internet = false): refused at RCPT, delivered nowhere",
+        arguments: zhangsanForms)
     func staffFormsRefused(form: Form) throws {
         let outcome = try env.sendAndDeliver(
             as: .internet, from: "stranger@customer.test", to: [form.written],
             message: message(["From: stranger@customer.test", "To: zhangsan@example.com", "Subject: \(uniqueTag())"]))
         let reply = try #require(outcome.rcpt.first)
-        #expect(reply.code == 550 && reply.text.contains("sales@example.com"),
-                "RCPT TO:<\(form.written)>: \(reply)\n\(env.diagnostics)")
+        #expect(
+            reply.code == 550 && reply.text.contains("sales@example.com"),
+            "RCPT TO:<\(form.written)>: \(reply)\n\(env.diagnostics)")
         try env.expectMailboxes([:])
         try env.expectSinkCount(0)
     }
 
-    @Test("A stranger → any form of sales@: the manager once, and every staff (forward_unnamed)",
-          arguments: ["sales+x@example.com", "\"sales\"@example.com", "sales@example.com.", "sales", "example.com!sales",
-                      "sales%example.com@[127.0.0.1]", "SALES@example.com"].map(Form.init))
+    @Test(
+        "A stranger → any form of sales@: the manager once, and every staff (forward_unnamed)",
+        arguments: [
+            "sales+x@example.com", "\"sales\"@example.com", "sales@example.com.", "sales", "example.com!sales",
+            "sales%example.com@[127.0.0.1]", "SALES@example.com",
+        ].map(Form.init))
     func unifiedForms(form: Form) throws {
         let outcome = try env.sendAndDeliver(
             as: .internet, from: "customer@customer.test", to: [form.written],
@@ -59,8 +64,9 @@ struct AddressFormTests {
         try env.expectMailboxes(["manager": 1, "wangwu": 1])
     }
 
-    @Test("Zhangsan → a customer by bang path, percent hack or trailing dot: leaves as sales@, the manager keeps a copy",
-          arguments: ["customer.test!buyer", "buyer%customer.test@[127.0.0.1]", "buyer@customer.test."].map(Form.init))
+    @Test(
+        "Zhangsan → a customer by bang path, percent hack or trailing dot: leaves as sales@, the manager keeps a copy",
+        arguments: ["customer.test!buyer", "buyer%customer.test@[127.0.0.1]", "buyer@customer.test."].map(Form.init))
     func outboundForms(form: Form) throws {
         let subject = "Re: forms \(uniqueTag())"
         let outcome = try env.sendAndDeliver(
@@ -127,7 +133,9 @@ struct AddressFormTests {
         try env.expectSinkCount(1)
         let sent = try #require(try env.sink.messages().first)
         #expect(sent.envelopeRecipients == ["buyer@customer.test"], "\(sent)")
-        #expect(!sent.file.text.lowercased().contains("zhangsan@") && !sent.file.text.lowercased().contains("zhangsan+40"), "ORCPT or another trace leaks: \(sent)\n\(env.diagnostics)")
+        #expect(
+            !sent.file.text.lowercased().contains("zhangsan@") && !sent.file.text.lowercased().contains("zhangsan+40"),
+            "ORCPT or another trace leaks: \(sent)\n\(env.diagnostics)")
         try env.expectMailboxes(["manager": 1])
     }
 }

@@ -46,64 +46,96 @@ struct CheckParityTests {
     static let date = "Date: Mon, 24 Nov 2025 10:00:00 +0000"
 
     static let fixtures: [Fixture] = [
-        Fixture(label: "rule 1: unnamed mail to sales@", identity: .internet, from: customer,
-                to: ["sales@example.com"], headers: inbound(["To: sales@example.com"], tag: "unnamed")),
-        Fixture(label: "rule 4: \"Zhangsan\" <sales@> in To", identity: .internet, from: customer,
-                to: ["sales@example.com"], headers: inbound([#"To: "Zhangsan" <sales@example.com>"#], tag: "named")),
-        Fixture(label: "rule 4: the name in Cc, To elsewhere", identity: .internet, from: customer,
-                to: ["sales@example.com"],
-                headers: inbound(["To: friend@customer.test", #"Cc: "Zhangsan" <sales@example.com>"#], tag: "cc")),
-        Fixture(label: "rule 4: an unknown name falls back to rule 1", identity: .internet, from: customer,
-                to: ["sales@example.com"], headers: inbound([#"To: "Nobody" <sales@example.com>"#], tag: "unknown")),
-        Fixture(label: "rule 2: Internet → zhangsan (no receive_internet) refused at RCPT", identity: .internet,
-                from: customer, to: ["zhangsan@example.com"], headers: inbound(["To: zhangsan@example.com"], tag: "direct")),
-        Fixture(label: "rule 2: Internet → zhangsan and sales@: one refused, one routed", identity: .internet,
-                from: customer, to: ["zhangsan@example.com", "sales@example.com"],
-                headers: inbound(["To: zhangsan@example.com, sales@example.com"], tag: "mixed")),
-        Fixture(label: "rule 2: Internet → wangwu (receive_internet) plus a manager copy", identity: .internet,
-                from: customer, to: ["wangwu@example.com"], headers: inbound(["To: wangwu@example.com"], tag: "wangwu")),
-        Fixture(label: "rule 3: zhangsan (login) → customer is rewritten", identity: .login("zhangsan"),
-                from: "zhangsan@example.com", to: [customer],
-                headers: [#"From: "Zhang San" <zhangsan@example.com>"#, "Sender: zhangsan@example.com",
-                          "Reply-To: zhangsan@example.com", "To: customer@customer.test", date,
-                          "Message-ID: <staff-out@example.com>"]),
-        Fixture(label: "rule 3: zhangsan (login) → customer without Message-ID: one is added",
-                identity: .login("zhangsan"), from: "zhangsan@example.com", to: [customer],
-                headers: ["From: Zhangsan <zhangsan@example.com>", "To: customer@customer.test", date],
-                // The lab's clients all connect from 127.0.0.1, which permit_inet_interfaces (the
-                // default local_header_rewrite_clients) matches whatever XCLIENT says: cleanup would
-                // add its own Message-ID before the milter sees the headers. A staff on another
-                // host does not match; play that one.
-                postfix: ["local_header_rewrite_clients ="]),
-        Fixture(label: "rule 3: zhangsan (login) → customer and Cc sales@", identity: .login("zhangsan"),
-                from: "zhangsan@example.com", to: [customer, "sales@example.com"],
-                headers: [#"From: "Zhang San" <zhangsan@example.com>"#, "To: customer@customer.test",
-                          "Cc: sales@example.com", date, "Message-ID: <staff-cc@example.com>"]),
-        Fixture(label: "rule 3: zhangsan via sendmail → customer is rewritten", identity: .local,
-                from: "zhangsan@example.com", to: [customer],
-                headers: [#"From: "Zhang San" <zhangsan@example.com>"#, "Sender: zhangsan@example.com",
-                          "Reply-To: zhangsan@example.com", "To: customer@customer.test", date,
-                          "Message-ID: <staff-local@example.com>"]),
-        Fixture(label: "rule 3: wangwu (login, no send_internet) → customer refused at RCPT",
-                identity: .login("wangwu"), from: "wangwu@example.com", to: [customer],
-                headers: ["From: Wangwu <wangwu@example.com>", "To: customer@customer.test", date,
-                          "Message-ID: <wangwu-out@example.com>"]),
-        Fixture(label: "rule 3: wangwu via sendmail → customer refused at end of message", identity: .local,
-                from: "wangwu@example.com", to: [customer],
-                headers: ["From: Wangwu <wangwu@example.com>", "To: customer@customer.test", date,
-                          "Message-ID: <wangwu-local@example.com>"]),
-        Fixture(label: "rule 5: zhangsan (login) → lisi passes untouched", identity: .login("zhangsan"),
-                from: "zhangsan@example.com", to: ["lisi@example.com"],
-                headers: [#"From: "Zhang San" <zhangsan@example.com>"#, "To: Lisi <lisi@example.com>", date,
-                          "Message-ID: <internal@example.com>"]),
-        Fixture(label: "rule 5: manager (login) → zhangsan passes untouched", identity: .login("manager"),
-                from: "manager@example.com", to: ["zhangsan@example.com"],
-                headers: ["From: Manager <manager@example.com>", "To: zhangsan@example.com", date,
-                          "Message-ID: <manager@example.com>"]),
-        Fixture(label: "rule 6: a spoofed staff sender from the Internet is Internet mail", identity: .internet,
-                from: "zhangsan@example.com", to: ["sales@example.com"],
-                headers: [#"From: "Zhang San" <zhangsan@example.com>"#, "To: sales@example.com", date,
-                          "Message-ID: <spoof@customer.test>"]),
+        Fixture(
+            label: "rule 1: unnamed mail to sales@", identity: .internet, from: customer,
+            to: ["sales@example.com"], headers: inbound(["To: sales@example.com"], tag: "unnamed")),
+        Fixture(
+            label: "rule 4: \"Zhangsan\" <sales@> in To", identity: .internet, from: customer,
+            to: ["sales@example.com"], headers: inbound([#"To: "Zhangsan" <sales@example.com>"#], tag: "named")),
+        Fixture(
+            label: "rule 4: the name in Cc, To elsewhere", identity: .internet, from: customer,
+            to: ["sales@example.com"],
+            headers: inbound(["To: friend@customer.test", #"Cc: "Zhangsan" <sales@example.com>"#], tag: "cc")),
+        Fixture(
+            label: "rule 4: an unknown name falls back to rule 1", identity: .internet, from: customer,
+            to: ["sales@example.com"], headers: inbound([#"To: "Nobody" <sales@example.com>"#], tag: "unknown")),
+        Fixture(
+            label: "rule 2: Internet → zhangsan (no receive_internet) refused at RCPT", identity: .internet,
+            from: customer, to: ["zhangsan@example.com"], headers: inbound(["To: zhangsan@example.com"], tag: "direct")),
+        Fixture(
+            label: "rule 2: Internet → zhangsan and sales@: one refused, one routed", identity: .internet,
+            from: customer, to: ["zhangsan@example.com", "sales@example.com"],
+            headers: inbound(["To: zhangsan@example.com, sales@example.com"], tag: "mixed")),
+        Fixture(
+            label: "rule 2: Internet → wangwu (receive_internet) plus a manager copy", identity: .internet,
+            from: customer, to: ["wangwu@example.com"], headers: inbound(["To: wangwu@example.com"], tag: "wangwu")),
+        Fixture(
+            label: "rule 3: zhangsan (login) → customer is rewritten", identity: .login("zhangsan"),
+            from: "zhangsan@example.com", to: [customer],
+            headers: [
+                #"From: "Zhang San" <zhangsan@example.com>"#, "Sender: zhangsan@example.com",
+                "Reply-To: zhangsan@example.com", "To: customer@customer.test", date,
+                "Message-ID: <staff-out@example.com>",
+            ]),
+        Fixture(
+            label: "rule 3: zhangsan (login) → customer without Message-ID: one is added",
+            identity: .login("zhangsan"), from: "zhangsan@example.com", to: [customer],
+            headers: ["From: Zhangsan <zhangsan@example.com>", "To: customer@customer.test", date],
+            // The lab's clients all connect from 127.0.0.1, which permit_inet_interfaces (the
+            // default local_header_rewrite_clients) matches whatever XCLIENT says: cleanup would
+            // add its own Message-ID before the milter sees the headers. A staff on another
+            // host does not match; play that one.
+            postfix: ["local_header_rewrite_clients ="]),
+        Fixture(
+            label: "rule 3: zhangsan (login) → customer and Cc sales@", identity: .login("zhangsan"),
+            from: "zhangsan@example.com", to: [customer, "sales@example.com"],
+            headers: [
+                #"From: "Zhang San" <zhangsan@example.com>"#, "To: customer@customer.test",
+                "Cc: sales@example.com", date, "Message-ID: <staff-cc@example.com>",
+            ]),
+        Fixture(
+            label: "rule 3: zhangsan via sendmail → customer is rewritten", identity: .local,
+            from: "zhangsan@example.com", to: [customer],
+            headers: [
+                #"From: "Zhang San" <zhangsan@example.com>"#, "Sender: zhangsan@example.com",
+                "Reply-To: zhangsan@example.com", "To: customer@customer.test", date,
+                "Message-ID: <staff-local@example.com>",
+            ]),
+        Fixture(
+            label: "rule 3: wangwu (login, no send_internet) → customer refused at RCPT",
+            identity: .login("wangwu"), from: "wangwu@example.com", to: [customer],
+            headers: [
+                "From: Wangwu <wangwu@example.com>", "To: customer@customer.test", date,
+                "Message-ID: <wangwu-out@example.com>",
+            ]),
+        Fixture(
+            label: "rule 3: wangwu via sendmail → customer refused at end of message", identity: .local,
+            from: "wangwu@example.com", to: [customer],
+            headers: [
+                "From: Wangwu <wangwu@example.com>", "To: customer@customer.test", date,
+                "Message-ID: <wangwu-local@example.com>",
+            ]),
+        Fixture(
+            label: "rule 5: zhangsan (login) → lisi passes untouched", identity: .login("zhangsan"),
+            from: "zhangsan@example.com", to: ["lisi@example.com"],
+            headers: [
+                #"From: "Zhang San" <zhangsan@example.com>"#, "To: Lisi <lisi@example.com>", date,
+                "Message-ID: <internal@example.com>",
+            ]),
+        Fixture(
+            label: "rule 5: manager (login) → zhangsan passes untouched", identity: .login("manager"),
+            from: "manager@example.com", to: ["zhangsan@example.com"],
+            headers: [
+                "From: Manager <manager@example.com>", "To: zhangsan@example.com", date,
+                "Message-ID: <manager@example.com>",
+            ]),
+        Fixture(
+            label: "rule 6: a spoofed staff sender from the Internet is Internet mail", identity: .internet,
+            from: "zhangsan@example.com", to: ["sales@example.com"],
+            headers: [
+                #"From: "Zhang San" <zhangsan@example.com>"#, "To: sales@example.com", date,
+                "Message-ID: <spoof@customer.test>",
+            ]),
     ]
 
     // MARK: The test
@@ -124,13 +156,16 @@ struct CheckParityTests {
     }
 
     /// Sends `message` through the lab's Postfix and compares what happened with `verdict`.
-    private func compare(_ fixture: Fixture, verdict: Verdict, message mail: [UInt8], headerLines: [String],
-                         evidence: String) throws {
+    private func compare(
+        _ fixture: Fixture, verdict: Verdict, message mail: [UInt8], headerLines: [String],
+        evidence: String
+    ) throws {
 
         switch fixture.identity {
         case .internet, .login:
-            let outcome = try env.sendAndDeliver(as: smtpIdentity(fixture.identity), from: fixture.from,
-                                                 to: fixture.to, message: mail)
+            let outcome = try env.sendAndDeliver(
+                as: smtpIdentity(fixture.identity), from: fixture.from,
+                to: fixture.to, message: mail)
             if verdict.action == "reject" {
                 try expectSameRefusal(verdict, outcome: outcome, evidence: evidence)
                 try env.expectMailboxes([:])
@@ -140,15 +175,18 @@ struct CheckParityTests {
                 #expect(outcome.accepted, "check accepts, Postfix did not: \(outcome)\n\(evidence)\n\(env.diagnostics)")
                 // Each RCPT Postfix refused, check refused too (listed in its reasons).
                 let refused = zip(fixture.to, outcome.rcpt).filter { !$0.1.isPositive }
-                #expect(Set(refused.map { $0.0 }) == Set(verdict.refusedRecipients.keys),
-                        "RCPT refusals differ: Postfix \(refused.map { "\($0.0): \($0.1)" }), check \(verdict.refusedRecipients)\n\(evidence)")
+                #expect(
+                    Set(refused.map { $0.0 }) == Set(verdict.refusedRecipients.keys),
+                    "RCPT refusals differ: Postfix \(refused.map { "\($0.0): \($0.1)" }), check \(verdict.refusedRecipients)\n\(evidence)")
                 for (recipient, reply) in refused {
-                    #expect(verdict.refusedRecipients[recipient] == "\(reply.code) \(enhancedCode(reply) ?? "?")",
-                            "\(recipient): Postfix said \(reply)\n\(evidence)")
+                    #expect(
+                        verdict.refusedRecipients[recipient] == "\(reply.code) \(enhancedCode(reply) ?? "?")",
+                        "\(recipient): Postfix said \(reply)\n\(evidence)")
                 }
                 let accepted = zip(fixture.to, outcome.rcpt).filter { $0.1.isPositive }.map { $0.0 }
-                try expectDelivered(verdict, envelopeFrom: fixture.from, accepted: accepted, original: headerLines,
-                                    evidence: evidence)
+                try expectDelivered(
+                    verdict, envelopeFrom: fixture.from, accepted: accepted, original: headerLines,
+                    evidence: evidence)
             }
         case .local:
             let result = try env.postfix.sendmail(from: fixture.from, to: fixture.to, message: mail)
@@ -158,8 +196,9 @@ struct CheckParityTests {
             } else {
                 #expect(verdict.action == "accept", "\(evidence)")
                 #expect(result.succeeded, "\(result)\n\(evidence)")
-                try expectDelivered(verdict, envelopeFrom: fixture.from, accepted: fixture.to, original: headerLines,
-                                    evidence: evidence)
+                try expectDelivered(
+                    verdict, envelopeFrom: fixture.from, accepted: fixture.to, original: headerLines,
+                    evidence: evidence)
             }
         }
     }
@@ -283,11 +322,13 @@ struct CheckParityTests {
         let expected = try #require(codes(verdict.reply), "a reject without a reply: \(evidence)")
         let refusal = try #require(outcome.firstRefusal, "check rejects, Postfix accepted: \(outcome)\n\(evidence)\n\(env.diagnostics)")
         if outcome.data == nil {  // refused at RCPT: every recipient, each with check's reply
-            #expect(outcome.rcpt.allSatisfy { "\($0.code)" == expected.code && enhancedCode($0) == expected.enhanced },
-                    "\(outcome)\n\(evidence)")
+            #expect(
+                outcome.rcpt.allSatisfy { "\($0.code)" == expected.code && enhancedCode($0) == expected.enhanced },
+                "\(outcome)\n\(evidence)")
         }
-        #expect("\(refusal.code)" == expected.code && enhancedCode(refusal) == expected.enhanced,
-                "check: \(verdict.reply ?? ""); Postfix: \(refusal)\n\(evidence)\n\(env.diagnostics)")
+        #expect(
+            "\(refusal.code)" == expected.code && enhancedCode(refusal) == expected.enhanced,
+            "check: \(verdict.reply ?? ""); Postfix: \(refusal)\n\(evidence)\n\(env.diagnostics)")
         #expect(!outcome.accepted, "\(outcome)")
         if let reply = verdict.reply {
             let text = reply.split(separator: " ", maxSplits: 2).dropFirst(2).joined()
@@ -310,8 +351,9 @@ struct CheckParityTests {
             #expect(bounces.count == 1)
             // A bounce carries the enhanced code (Status:) and the text, not the SMTP code.
             let text = (verdict.reply ?? "").split(separator: " ", maxSplits: 2).dropFirst(2).joined()
-            #expect(bounce.text.contains("Status: \(expected.enhanced)") && normalized(bounce.text).contains(normalized(text)),
-                    "the bounce does not carry check's reply \(verdict.reply ?? ""): \(bounce.text)")
+            #expect(
+                bounce.text.contains("Status: \(expected.enhanced)") && normalized(bounce.text).contains(normalized(text)),
+                "the bounce does not carry check's reply \(verdict.reply ?? ""): \(bounce.text)")
         } else {
             #expect(sendmail.output.contains(expected.enhanced), "\(sendmail)\n\(evidence)")
         }
@@ -326,8 +368,10 @@ struct CheckParityTests {
         return local == "sales" ? "manager" : local
     }
 
-    private func expectDelivered(_ verdict: Verdict, envelopeFrom sender: String, accepted: [String],
-                                 original: [String], evidence: String) throws {
+    private func expectDelivered(
+        _ verdict: Verdict, envelopeFrom sender: String, accepted: [String],
+        original: [String], evidence: String
+    ) throws {
         // Recipients: envelope − remove_recipients + add_recipients, one copy per distinct address.
         let removed = Set(verdict.removeRecipients.map { $0.lowercased() })
         var finals: [String] = []
@@ -342,8 +386,9 @@ struct CheckParityTests {
         }
         try env.expectMailboxes(expectedBoxes)
         let sent = try env.sink.messages()
-        #expect(Set(sent.flatMap(\.envelopeRecipients).map { $0.lowercased() }) == expectedInternet,
-                "Internet recipients differ: sink \(sent.map(\.envelopeRecipients))\n\(evidence)\n\(env.diagnostics)")
+        #expect(
+            Set(sent.flatMap(\.envelopeRecipients).map { $0.lowercased() }) == expectedInternet,
+            "Internet recipients differ: sink \(sent.map(\.envelopeRecipients))\n\(evidence)\n\(env.diagnostics)")
 
         // Envelope sender: the sink's MAIL FROM, and Return-Path in each Maildir copy.
         let envelopeSender = verdict.envelopeFrom ?? sender
@@ -379,8 +424,9 @@ struct CheckParityTests {
         for copy in copies {
             for (key, values) in expected {
                 let got = copy.values(display[key] ?? key).map(normalized)
-                #expect(got.count == values.count && zip(got, values).allSatisfy(sameValue),
-                        "\(display[key] ?? key): check expects \(values), delivered \(got)\n\(copy.path)\n\(evidence)")
+                #expect(
+                    got.count == values.count && zip(got, values).allSatisfy(sameValue),
+                    "\(display[key] ?? key): check expects \(values), delivered \(got)\n\(copy.path)\n\(evidence)")
             }
         }
     }

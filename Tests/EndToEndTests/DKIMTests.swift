@@ -33,8 +33,9 @@ struct DKIMTests {
             let doctor = try runDoctor()
             #expect(doctor.status == 0, "\(doctor)")
             #expect(doctor.output.contains("OK   smtpd_milters: sharemail runs before \(signer.postfixSpec)"), "\(doctor)")
-            #expect(doctor.output.contains("WARN smtpd_milters has the DKIM signer \(signer.postfixSpec) but non_smtpd_milters has none"),
-                    "\(doctor)")
+            #expect(
+                doctor.output.contains("WARN smtpd_milters has the DKIM signer \(signer.postfixSpec) but non_smtpd_milters has none"),
+                "\(doctor)")
         }
     }
 
@@ -53,8 +54,9 @@ struct DKIMTests {
             let doctor = try runDoctor()
             #expect(doctor.status == 1, "\(doctor)")
             #expect(doctor.output.contains("FAIL smtpd_milters: \(signer.postfixSpec) runs before sharemail"), "\(doctor)")
-            #expect(doctor.output.contains("fix: postconf -e 'smtpd_milters = unix:\(sharemailSocket), \(signer.postfixSpec)'"),
-                    "\(doctor)")
+            #expect(
+                doctor.output.contains("fix: postconf -e 'smtpd_milters = unix:\(sharemailSocket), \(signer.postfixSpec)'"),
+                "\(doctor)")
         }
     }
 
@@ -64,9 +66,12 @@ struct DKIMTests {
 
     /// `sharemail doctor` on the lab's Postfix, told the daemon's socket as DoctorTests do.
     private func runDoctor() throws -> Command.Result {
-        try Command.run([LabPaths.sharemailBinary, "doctor", "--config", try #require(env.sharemail).configPath,
-                         "-c", env.postfix.configDirectory, "--socket", "unix:" + sharemailSocket],
-                        timeout: .seconds(60))
+        try Command.run(
+            [
+                LabPaths.sharemailBinary, "doctor", "--config", try #require(env.sharemail).configPath,
+                "-c", env.postfix.configDirectory, "--socket", "unix:" + sharemailSocket,
+            ],
+            timeout: .seconds(60))
     }
 
     /// Zhangsan, logged in, writes to a customer; returns what the Internet got.
@@ -74,8 +79,10 @@ struct DKIMTests {
         let subject = "dkim " + uniqueTag()
         let outcome = try env.sendAndDeliver(
             as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["customer@customer.test"],
-            message: message(["From: Zhangsan <zhangsan@example.com>", "To: customer@customer.test", "Subject: \(subject)",
-                              "Date: Thu, 03 Dec 2026 10:00:00 +0000", "Message-ID: <\(uniqueTag())@example.com>"]))
+            message: message([
+                "From: Zhangsan <zhangsan@example.com>", "To: customer@customer.test", "Subject: \(subject)",
+                "Date: Thu, 03 Dec 2026 10:00:00 +0000", "Message-ID: <\(uniqueTag())@example.com>",
+            ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         let messages = try env.sink.messages().filter { $0.file.value("Subject") == subject }
         return try #require(messages.first, "the Internet got nothing:\n\(env.diagnostics)")
@@ -135,21 +142,21 @@ struct OpenDKIM {
         guard genkey.succeeded else { throw LabError("opendkim-genkey: \(genkey)") }
         chmod(directory + "/e2e.private", 0o600)
         try """
-            Syslog no
-            LogWhy yes
-            Mode s
-            Domain example.com
-            Selector e2e
-            KeyFile \(directory)/e2e.private
-            Canonicalization relaxed/simple
-            InternalHosts 127.0.0.1, 192.0.2.0/24
-            Socket local:\(socketPath)
-            UMask 000
-            # The key lies under /tmp, which anybody may write: opendkim would refuse it.
-            RequireSafeKeys no
-            PidFile \(directory)/opendkim.pid
+        Syslog no
+        LogWhy yes
+        Mode s
+        Domain example.com
+        Selector e2e
+        KeyFile \(directory)/e2e.private
+        Canonicalization relaxed/simple
+        InternalHosts 127.0.0.1, 192.0.2.0/24
+        Socket local:\(socketPath)
+        UMask 000
+        # The key lies under /tmp, which anybody may write: opendkim would refuse it.
+        RequireSafeKeys no
+        PidFile \(directory)/opendkim.pid
 
-            """.write(toFile: directory + "/opendkim.conf", atomically: true, encoding: .utf8)
+        """.write(toFile: directory + "/opendkim.conf", atomically: true, encoding: .utf8)
         pid = try Command.spawn(["opendkim", "-f", "-x", directory + "/opendkim.conf"], outputPath: directory + "/opendkim.log")
         RunDirectory.recordChild(pid, in: runDirectory)
         let socketPath = socketPath

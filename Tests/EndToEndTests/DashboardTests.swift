@@ -15,21 +15,26 @@ struct DashboardTests {
     func everyQueriedMetricIsServed() throws {
         let queried = try Self.queriedMetrics()
         // Messages, rejections, tempfails, latency quantiles, store errors, reloads.
-        for needed in ["sharemail_messages_total", "sharemail_recipients_rejected_total", "sharemail_decision_seconds_bucket",
-                       "sharemail_store_errors_total", "sharemail_config_reloads_total"] {
+        for needed in [
+            "sharemail_messages_total", "sharemail_recipients_rejected_total", "sharemail_decision_seconds_bucket",
+            "sharemail_store_errors_total", "sharemail_config_reloads_total",
+        ] {
             #expect(queried.contains(needed), "the dashboard does not query \(needed): \(queried.sorted())")
         }
 
         let port = try freeLoopbackPort()
-        let lab = try Lab.start(sharemailConfig: "metrics = \"127.0.0.1:\(port)\"\n" + SharemailConfig.standard(state: nil),
-                                under: Lab.runsRoot, sharemailPrivateState: true)
+        let lab = try Lab.start(
+            sharemailConfig: "metrics = \"127.0.0.1:\(port)\"\n" + SharemailConfig.standard(state: nil),
+            under: Lab.runsRoot, sharemailPrivateState: true)
         defer { lab.stop(keepDirectory: ProcessInfo.processInfo.environment["E2E_KEEP"] != nil) }
         // Mail both ways and a reload, so labelled series exist whatever the exporter does with
         // counters never incremented.
-        let inbound = try lab.sendAndDeliver(as: .internet, from: "customer@customer.test", to: ["sales@example.com"],
-                                             message: message(["From: customer@customer.test", "To: sales@example.com", "Subject: d1"]))
-        let outbound = try lab.sendAndDeliver(as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["customer@customer.test"],
-                                              message: message(["From: zhangsan@example.com", "To: customer@customer.test", "Subject: d2"]))
+        let inbound = try lab.sendAndDeliver(
+            as: .internet, from: "customer@customer.test", to: ["sales@example.com"],
+            message: message(["From: customer@customer.test", "To: sales@example.com", "Subject: d1"]))
+        let outbound = try lab.sendAndDeliver(
+            as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["customer@customer.test"],
+            message: message(["From: zhangsan@example.com", "To: customer@customer.test", "Subject: d2"]))
         #expect(inbound.accepted && outbound.accepted, "\(inbound)\n\(outbound)\n\(lab.diagnostics)")
         try #require(lab.sharemail).reload()
 
@@ -68,9 +73,10 @@ struct DashboardTests {
 
     /// Sample names of Prometheus text (`name{labels} value` and `name value` lines).
     static func servedMetrics(_ text: String) -> Set<String> {
-        Set(text.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
-            line.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
-        })
+        Set(
+            text.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line in
+                line.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init)
+            })
     }
 
     /// GET /metrics on 127.0.0.1:`port` (HTTP/1.1, the server closes after the response).

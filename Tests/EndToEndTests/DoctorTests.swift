@@ -83,13 +83,16 @@ struct DoctorTests {
         #expect(report.output.contains("no problems found"), "\(report)")
         #expect(report.failures.isEmpty, "\(report)")
         let socket = try socketSpec
-        for expected in ["smtpd_milters lists sharemail", "non_smtpd_milters lists sharemail",
-                         "milter_default_action = tempfail", "milter_protocol = 6",
-                         "unified address sales@example.com is accepted by Postfix",
-                         "manager of sales@example.com manager@example.com has a virtual mailbox",
-                         "sharemail answers on \(socket)"] {
-            #expect(report.findings.contains { $0.level == "OK" && $0.text.hasPrefix(expected) },
-                    "no OK finding \"\(expected)…\":\n\(report)")
+        for expected in [
+            "smtpd_milters lists sharemail", "non_smtpd_milters lists sharemail",
+            "milter_default_action = tempfail", "milter_protocol = 6",
+            "unified address sales@example.com is accepted by Postfix",
+            "manager of sales@example.com manager@example.com has a virtual mailbox",
+            "sharemail answers on \(socket)",
+        ] {
+            #expect(
+                report.findings.contains { $0.level == "OK" && $0.text.hasPrefix(expected) },
+                "no OK finding \"\(expected)…\":\n\(report)")
         }
     }
 
@@ -116,7 +119,7 @@ struct DoctorTests {
 
     enum Breakage: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case defaultActionAccept, perMilterDefaultActionAccept, dkimBeforeSharemail, nonSMTPDMiltersEmpty,
-             chrootedSMTPD, unifiedNotDeliverable, oldMilterProtocol, saslLoginInReceived, otherRecipientDelimiter
+            chrootedSMTPD, unifiedNotDeliverable, oldMilterProtocol, saslLoginInReceived, otherRecipientDelimiter
 
         var testDescription: String {
             switch self {
@@ -152,8 +155,12 @@ struct DoctorTests {
             let mailboxes = try String(contentsOfFile: directory + "/vmailbox", encoding: .utf8)
             #expect(!mailboxes.contains("sales@"), "the lab's vmailbox changed: \(mailboxes)")
             try "# sales@example.com removed\n".write(toFile: directory + "/virtual", atomically: true, encoding: .utf8)
-            try postconf(directory, ["-e", "virtual_alias_maps = texthash:\(directory)/virtual",
-                                     "virtual_mailbox_maps = texthash:\(directory)/vmailbox"])
+            try postconf(
+                directory,
+                [
+                    "-e", "virtual_alias_maps = texthash:\(directory)/virtual",
+                    "virtual_mailbox_maps = texthash:\(directory)/vmailbox",
+                ])
         case .oldMilterProtocol:
             try postconf(directory, ["-e", "milter_protocol = 2"])
         case .saslLoginInReceived:
@@ -170,19 +177,27 @@ struct DoctorTests {
         case .defaultActionAccept:
             return ("milter_default_action = accept:", "postconf -e milter_default_action=tempfail")
         case .perMilterDefaultActionAccept:
-            return ("non_smtpd_milters: sharemail's entry sets default_action=accept",
-                    "postconf -e 'non_smtpd_milters = \(socket)'")
+            return (
+                "non_smtpd_milters: sharemail's entry sets default_action=accept",
+                "postconf -e 'non_smtpd_milters = \(socket)'"
+            )
         case .dkimBeforeSharemail:
-            return ("smtpd_milters: inet:127.0.0.1:8891 runs before sharemail",
-                    "postconf -e 'smtpd_milters = \(socket), inet:127.0.0.1:8891'")
+            return (
+                "smtpd_milters: inet:127.0.0.1:8891 runs before sharemail",
+                "postconf -e 'smtpd_milters = \(socket), inet:127.0.0.1:8891'"
+            )
         case .nonSMTPDMiltersEmpty:
             return ("non_smtpd_milters does not list sharemail (\(socket))", "postconf -e 'non_smtpd_milters = \(socket)'")
         case .chrootedSMTPD:
-            return ("master.cf: 127.0.0.1:\(env.postfix.smtpPort) (smtpd) runs chrooted",
-                    "postconf -F '127.0.0.1:\(env.postfix.smtpPort)/inet/chroot=n'")
+            return (
+                "master.cf: 127.0.0.1:\(env.postfix.smtpPort) (smtpd) runs chrooted",
+                "postconf -F '127.0.0.1:\(env.postfix.smtpPort)/inet/chroot=n'"
+            )
         case .unifiedNotDeliverable:
-            return ("unified address sales@example.com is in no virtual_mailbox_maps or virtual_alias_maps table",
-                    "add it to virtual_mailbox_maps")
+            return (
+                "unified address sales@example.com is in no virtual_mailbox_maps or virtual_alias_maps table",
+                "add it to virtual_mailbox_maps"
+            )
         case .oldMilterProtocol:
             return ("milter_protocol = 2:", "postconf -e milter_protocol=6")
         case .saslLoginInReceived:
@@ -246,8 +261,9 @@ struct DoctorTests {
     private func expectDoesNotAnswer(_ report: Report) throws {
         #expect(report.status == 1, "\(report)")
         #expect(report.failures.count == 1, "\(report)")
-        let failure = try #require(report.failures.first { $0.text.hasPrefix("sharemail does not answer on \(try socketSpec)") },
-                                   "\(report)")
+        let failure = try #require(
+            report.failures.first { $0.text.hasPrefix("sharemail does not answer on \(try socketSpec)") },
+            "\(report)")
         #expect(failure.fix?.isEmpty == false, "\(report)")
     }
 }

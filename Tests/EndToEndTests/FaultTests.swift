@@ -19,8 +19,10 @@ struct FaultTests {
             let sender = "c\(i % 97)@customer.test"
             return LoadMessage(
                 id: id, identity: .internet, sender: sender, recipients: ["sales@example.com"],
-                bytes: message(["From: Customer \(i) <\(sender)>", "To: sales@example.com",
-                                "Subject: load \(i) \(tag)", "Message-ID: <\(id)>"]))
+                bytes: message([
+                    "From: Customer \(i) <\(sender)>", "To: sales@example.com",
+                    "Subject: load \(i) \(tag)", "Message-ID: <\(id)>",
+                ]))
         }
     }
 
@@ -30,8 +32,10 @@ struct FaultTests {
     /// Compares where each message of `report` went with what the rules allow. Accepted
     /// messages must have exactly one of `allowed` routings; the others must be nowhere; nothing
     /// else may have arrived. Returns the problems and how many messages took each routing.
-    static func check(_ report: LoadReport, against deliveries: [String: [String: Int]],
-                      allowed: [[String: Int]]) -> (problems: [String], routings: [String: Int]) {
+    static func check(
+        _ report: LoadReport, against deliveries: [String: [String: Int]],
+        allowed: [[String: Int]]
+    ) -> (problems: [String], routings: [String: Int]) {
         var problems: [String] = []
         var routings: [String: Int] = [:]
         var known = Set<String>()
@@ -43,8 +47,9 @@ struct FaultTests {
                     routings[describe(got), default: 0] += 1
                 } else {
                     let ambiguous = attempts.contains { if case .unknown = $0 { true } else { false } }
-                    problems.append("\(message.id): accepted\(ambiguous ? " (an attempt was lost after the dot)" : "") "
-                                    + "but delivered to \(describe(got)); attempts: \(attempts)")
+                    problems.append(
+                        "\(message.id): accepted\(ambiguous ? " (an attempt was lost after the dot)" : "") "
+                            + "but delivered to \(describe(got)); attempts: \(attempts)")
                 }
             } else if !got.isEmpty {
                 problems.append("\(message.id): never accepted, yet delivered to \(describe(got)); attempts: \(attempts)")
@@ -67,8 +72,9 @@ struct FaultTests {
 
     // MARK: 1. SIGKILL
 
-    @Suite("Faults: SIGKILL in the middle of a 2,000-message load", .serialized, .e2eEnvironment(),
-           .enabled(if: loadTestsEnabled, "long load test: set SHAREMAIL_LOAD_TESTS=1"))
+    @Suite(
+        "Faults: SIGKILL in the middle of a 2,000-message load", .serialized, .e2eEnvironment(),
+        .enabled(if: loadTestsEnabled, "long load test: set SHAREMAIL_LOAD_TESTS=1"))
     struct Crash {
         let env: E2EEnvironment
 
@@ -77,13 +83,15 @@ struct FaultTests {
             try env.beginTest()
         }
 
-        @Test("Accepted mail reaches exactly the rule's mailboxes; deferred mail arrives after a retry; nothing twice",
-              .timeLimit(.minutes(15)))
+        @Test(
+            "Accepted mail reaches exactly the rule's mailboxes; deferred mail arrives after a retry; nothing twice",
+            .timeLimit(.minutes(15)))
         func killMidLoad() throws {
             let sharemail = try #require(env.sharemail)
             let total = 2_000
-            let load = LoadSender(port: env.postfix.smtpPort, messages: FaultTests.inboundLoad(total, tag: uniqueTag()),
-                                  sessions: 10, retry: RetryPolicy(maxAttempts: 8, firstDelay: .milliseconds(500)))
+            let load = LoadSender(
+                port: env.postfix.smtpPort, messages: FaultTests.inboundLoad(total, tag: uniqueTag()),
+                sessions: 10, retry: RetryPolicy(maxAttempts: 8, firstDelay: .milliseconds(500)))
             let started = ContinuousClock.now
             load.start()
             // At about a third: crash, and come back a second later (as systemd's Restart= would).
@@ -100,7 +108,8 @@ struct FaultTests {
 
             let deliveries = try env.deliveries()
             let (problems, routings) = FaultTests.check(report, against: deliveries, allowed: [FaultTests.everyone])
-            print("""
+            print(
+                """
                 [faults] SIGKILL mid-load: killed at \(atKill.accepted) accepted, restarted at \(restartedAfter); \
                 \(report); queue drained at \(drainedAfter)
                 [faults]   deferrals: \(report.deferralReasons.sorted { $0.value > $1.value }.map { "\($0.value)× \($0.key)" })
@@ -121,8 +130,9 @@ struct FaultTests {
     static let configB = configA.replacingOccurrences(of: "forward_unnamed = true", with: "forward_unnamed = false")
     static let configInvalid = "colour = \"blue\"   # unknown key: the whole file is refused\n" + configA
 
-    @Suite("Faults: reloads every 100 ms in the middle of a 1,000-message load", .serialized, .e2eEnvironment(),
-           .enabled(if: loadTestsEnabled, "long load test: set SHAREMAIL_LOAD_TESTS=1"))
+    @Suite(
+        "Faults: reloads every 100 ms in the middle of a 1,000-message load", .serialized, .e2eEnvironment(),
+        .enabled(if: loadTestsEnabled, "long load test: set SHAREMAIL_LOAD_TESTS=1"))
     struct Reload {
         let env: E2EEnvironment
 
@@ -131,8 +141,9 @@ struct FaultTests {
             try env.beginTest()
         }
 
-        @Test("No message refused or deferred, each routed wholly by one configuration; a bad file is refused",
-              .timeLimit(.minutes(10)))
+        @Test(
+            "No message refused or deferred, each routed wholly by one configuration; a bad file is refused",
+            .timeLimit(.minutes(10)))
         func reloadMidLoad() throws {
             let sharemail = try #require(env.sharemail)
             try #require(FaultTests.configB != FaultTests.configA, "configuration B must differ from A")
@@ -142,8 +153,9 @@ struct FaultTests {
             }
             let logStart = sharemail.logOffset()
             let total = 1_000
-            let load = LoadSender(port: env.postfix.smtpPort, messages: FaultTests.inboundLoad(total, tag: uniqueTag()),
-                                  sessions: 10, retry: .never)
+            let load = LoadSender(
+                port: env.postfix.smtpPort, messages: FaultTests.inboundLoad(total, tag: uniqueTag()),
+                sessions: 10, retry: .never)
             let started = ContinuousClock.now
             load.start()
 
@@ -173,7 +185,8 @@ struct FaultTests {
             let routeA = FaultTests.everyone, routeB = ["manager": 1]
             let (problems, routings) = FaultTests.check(report, against: deliveries, allowed: [routeA, routeB])
             let (byA, byB) = (routings[FaultTests.describe(routeA)] ?? 0, routings[FaultTests.describe(routeB)] ?? 0)
-            print("""
+            print(
+                """
                 [faults] reload mid-load: \(report); \(reloads) SIGUSR1 sent, \(reloaded) reloads logged, \
                 \(refused) refused; routed by A (everyone) \(byA), by B (manager only) \(byB); done at \(elapsed)
                 """)
@@ -206,8 +219,11 @@ extension FaultTests {
         /// session, the rest of the message to send, and its Message-ID.
         func messageInFlight(_ tag: String) throws -> (client: SMTPClient, rest: [UInt8], id: String) {
             let id = "\(tag).\(uniqueTag())@customer.test"
-            let wire = SMTPClient.wire(message(["From: customer@customer.test", "To: sales@example.com",
-                                                "Subject: \(tag)", "Message-ID: <\(id)>"]))
+            let wire = SMTPClient.wire(
+                message([
+                    "From: customer@customer.test", "To: sales@example.com",
+                    "Subject: \(tag)", "Message-ID: <\(id)>",
+                ]))
             let half = wire.count / 2
             let client = try SMTPClient(port: env.postfix.smtpPort)
             #expect(try client.greeting().code == 220)
@@ -223,8 +239,11 @@ extension FaultTests {
 
         /// A message in flight, then SIGTERM; returns once sharemail logs that it is draining,
         /// with where its log stood before.
-        func terminateWhileInFlight(_ tag: String, sharemail: SharemailDaemon) throws
-            -> (client: SMTPClient, rest: [UInt8], id: String, logOffset: UInt64) {
+        func terminateWhileInFlight(
+            _ tag: String, sharemail: SharemailDaemon
+        ) throws
+            -> (client: SMTPClient, rest: [UInt8], id: String, logOffset: UInt64)
+        {
             let offset = sharemail.logOffset()
             let (client, rest, id) = try messageInFlight(tag)
             do {
@@ -233,8 +252,9 @@ extension FaultTests {
                 client.quit()
                 throw error
             }
-            #expect(waitForLog("stopping; new mail is deferred", since: offset, sharemail: sharemail),
-                    "no drain in the log:\n\(sharemail.logTail())")
+            #expect(
+                waitForLog("stopping; new mail is deferred", since: offset, sharemail: sharemail),
+                "no drain in the log:\n\(sharemail.logTail())")
             return (client, rest, id, offset)
         }
 
@@ -248,8 +268,9 @@ extension FaultTests {
             return false
         }
 
-        @Test("SIGTERM drains: the message in flight is finished and routed, new mail is deferred, then sharemail exits 0",
-              .timeLimit(.minutes(3)))
+        @Test(
+            "SIGTERM drains: the message in flight is finished and routed, new mail is deferred, then sharemail exits 0",
+            .timeLimit(.minutes(3)))
         func drainOnSIGTERM() throws {
             let sharemail = try #require(env.sharemail)
             defer { if !sharemail.isRunning { try? sharemail.start() } }
@@ -257,12 +278,14 @@ extension FaultTests {
             defer { client.quit() }
 
             // While it drains, new mail is deferred (451 4.3.2 at RCPT), never accepted unfiltered.
-            let late = try env.send(as: .internet, from: "late@customer.test", to: ["sales@example.com"],
-                                    message: message(["From: late@customer.test", "To: sales@example.com", "Subject: late"]))
+            let late = try env.send(
+                as: .internet, from: "late@customer.test", to: ["sales@example.com"],
+                message: message(["From: late@customer.test", "To: sales@example.com", "Subject: late"]))
             let refusal = late.firstRefusal
             #expect(refusal.map { (400..<500).contains($0.code) } == true, "new mail while draining: \(late)")
-            #expect(try sharemail.waitForExit(timeout: .milliseconds(500)) == nil,
-                    "sharemail exited with a message in flight:\n\(sharemail.logTail())")
+            #expect(
+                try sharemail.waitForExit(timeout: .milliseconds(500)) == nil,
+                "sharemail exited with a message in flight:\n\(sharemail.logTail())")
 
             // The message in flight is finished: accepted, and routed by rule 1.
             let started = ContinuousClock.now
@@ -272,9 +295,10 @@ extension FaultTests {
             let stoppedAfter = ContinuousClock.now - started
             try env.waitForDelivery()
             let copies = try env.deliveries()[id] ?? [:]
-            print("[faults] SIGTERM drain: reply to the dot \(reply); new mail got \(refusal.map(\.description) ?? "nothing"); "
-                  + "exit status \(status.map(String.init) ?? "still running") \(stoppedAfter) after the message ended; "
-                  + "copies \(FaultTests.describe(copies))")
+            print(
+                "[faults] SIGTERM drain: reply to the dot \(reply); new mail got \(refusal.map(\.description) ?? "nothing"); "
+                    + "exit status \(status.map(String.init) ?? "still running") \(stoppedAfter) after the message ended; "
+                    + "copies \(FaultTests.describe(copies))")
             #expect(reply.code == 250, "the message in flight should be finished: \(reply)\n\(env.diagnostics)")
             #expect(copies == FaultTests.everyone, "routed to \(FaultTests.describe(copies))")
             #expect(status == 0, "sharemail did not exit cleanly within 20 s of the last message\n\(sharemail.logTail())")
@@ -283,8 +307,9 @@ extension FaultTests {
             try env.expectSinkCount(0)
         }
 
-        @Test("A second SIGTERM stops at once: the message in flight is deferred (4xx) and delivered nowhere",
-              .timeLimit(.minutes(3)))
+        @Test(
+            "A second SIGTERM stops at once: the message in flight is deferred (4xx) and delivered nowhere",
+            .timeLimit(.minutes(3)))
         func secondSignalStopsNow() throws {
             let sharemail = try #require(env.sharemail)
             defer { if !sharemail.isRunning { try? sharemail.start() } }
@@ -298,8 +323,9 @@ extension FaultTests {
             // (milter_default_action = tempfail), and so it does for new mail with no milter.
             try client.write(rest)
             let reply = try client.reply()
-            let late = try env.send(as: .internet, from: "late@customer.test", to: ["sales@example.com"],
-                                    message: message(["From: late@customer.test", "To: sales@example.com", "Subject: late"]))
+            let late = try env.send(
+                as: .internet, from: "late@customer.test", to: ["sales@example.com"],
+                message: message(["From: late@customer.test", "To: sales@example.com", "Subject: late"]))
             try env.waitForDelivery()
             let copies = try env.deliveries()[id] ?? [:]
             print("[faults] second SIGTERM: reply to the dot \(reply); new mail got \(late.firstRefusal.map(\.description) ?? "nothing")")

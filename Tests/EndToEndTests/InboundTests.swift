@@ -16,9 +16,10 @@ struct InboundTests {
         let tag = uniqueTag()
         let outcome = try env.sendAndDeliver(
             as: .internet, from: "customer@customer.test", to: ["sales@example.com"],
-            message: message(["From: Customer <customer@customer.test>"] + addressLines + [
-                "Subject: inbound \(tag)", "Message-ID: <\(tag)@customer.test>",
-            ]))
+            message: message(
+                ["From: Customer <customer@customer.test>"] + addressLines + [
+                    "Subject: inbound \(tag)", "Message-ID: <\(tag)@customer.test>",
+                ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try expectEveryCopyUntouched(tag: tag)
         return outcome
@@ -45,8 +46,10 @@ struct InboundTests {
     func managerAlreadyRecipient() throws {
         let outcome = try env.sendAndDeliver(
             as: .internet, from: "customer@customer.test", to: ["sales@example.com", "manager@example.com"],
-            message: message(["From: customer@customer.test", "To: sales@example.com, manager@example.com",
-                              "Subject: \(uniqueTag())"]))
+            message: message([
+                "From: customer@customer.test", "To: sales@example.com, manager@example.com",
+                "Subject: \(uniqueTag())",
+            ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try env.expectMailboxes(["manager": 1, "zhangsan": 1, "lisi": 1, "wangwu": 1])
     }
@@ -63,18 +66,22 @@ struct InboundTests {
 
     static let namedCases: [NamedCase] = [
         NamedCase(label: "quoted name in To", lines: [#"To: "Zhangsan" <sales@example.com>"#], expected: zhangsanOnly),
-        NamedCase(label: "name in Cc, To elsewhere",
-                  lines: ["To: friend@customer.test", #"Cc: "Zhangsan" <sales@example.com>"#], expected: zhangsanOnly),
+        NamedCase(
+            label: "name in Cc, To elsewhere",
+            lines: ["To: friend@customer.test", #"Cc: "Zhangsan" <sales@example.com>"#], expected: zhangsanOnly),
         NamedCase(label: "lower-case name", lines: [#"To: "zhangsan" <sales@example.com>"#], expected: zhangsanOnly),
         NamedCase(label: "extra spaces", lines: [#"To: "  Zhangsan " <sales@example.com>"#], expected: zhangsanOnly),
         NamedCase(label: "unquoted name", lines: ["To: Zhangsan <sales@example.com>"], expected: zhangsanOnly),
-        NamedCase(label: "RFC 2047 encoded name",
-                  lines: ["To: =?UTF-8?B?WmhhbmdzYW4=?= <sales@example.com>"], expected: zhangsanOnly),
-        NamedCase(label: "unknown name falls back to rule 1",
-                  lines: [#"To: "Nobody" <sales@example.com>"#], expected: everyone),
-        NamedCase(label: "two names → both, not the others",
-                  lines: [#"To: "Zhangsan" <sales@example.com>, "Lisi" <sales@example.com>"#],
-                  expected: ["manager": 1, "zhangsan": 1, "lisi": 1]),
+        NamedCase(
+            label: "RFC 2047 encoded name",
+            lines: ["To: =?UTF-8?B?WmhhbmdzYW4=?= <sales@example.com>"], expected: zhangsanOnly),
+        NamedCase(
+            label: "unknown name falls back to rule 1",
+            lines: [#"To: "Nobody" <sales@example.com>"#], expected: everyone),
+        NamedCase(
+            label: "two names → both, not the others",
+            lines: [#"To: "Zhangsan" <sales@example.com>, "Lisi" <sales@example.com>"#],
+            expected: ["manager": 1, "zhangsan": 1, "lisi": 1]),
     ]
 
     @Test("Rule 4: a staff name on sales@ routes to that staff only (plus the manager)", arguments: namedCases)
@@ -102,8 +109,10 @@ struct InboundTests {
     func mixedRecipients() throws {
         let outcome = try env.sendAndDeliver(
             as: .internet, from: "customer@customer.test", to: ["zhangsan@example.com", "sales@example.com"],
-            message: message(["From: customer@customer.test", "To: zhangsan@example.com, sales@example.com",
-                              "Subject: \(uniqueTag())"]))
+            message: message([
+                "From: customer@customer.test", "To: zhangsan@example.com, sales@example.com",
+                "Subject: \(uniqueTag())",
+            ]))
         #expect(outcome.rcpt.map(\.code) == [550, 250], "\(outcome)\n\(env.diagnostics)")
         #expect(outcome.accepted, "\(outcome)")
         try env.expectMailboxes(["manager": 1, "zhangsan": 1, "lisi": 1, "wangwu": 1])
@@ -129,8 +138,9 @@ struct InboundTests {
         try env.expectMailboxes(["manager": 1, "zhangsan": 1, "lisi": 1, "wangwu": 1])
         try env.expectSinkCount(0)
         let copy = try #require(try env.maildirs.messages("manager").first)
-        #expect(copy.value("From") == #""Zhang San" <zhangsan@example.com>"#,
-                "an Internet message's From must not be rewritten: \(copy)")
+        #expect(
+            copy.value("From") == #""Zhang San" <zhangsan@example.com>"#,
+            "an Internet message's From must not be rewritten: \(copy)")
     }
 
     @Test("Rule 6: an Internet client spoofing a staff sender cannot relay out (Postfix refuses)")

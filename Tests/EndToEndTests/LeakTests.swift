@@ -18,25 +18,32 @@ struct LeakTests {
     /// Sends `headers` (plus From and To) as Zhangsan to a customer; checks the
     /// customer's copy leaks nothing, decoded or raw, and the manager has one.
     @discardableResult
-    private func sendExpectingNoLeak(_ headers: [String], raw: [UInt8]? = nil,
-                                     sourceLocation: SourceLocation = #_sourceLocation) throws -> Sink.Message {
+    private func sendExpectingNoLeak(
+        _ headers: [String], raw: [UInt8]? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> Sink.Message {
         var lines = [#"From: "Zhang San" <zhangsan@example.com>"#, "To: customer@customer.test"] + headers
         if !headers.contains(where: { $0.lowercased().hasPrefix("subject:") }) { lines.append("Subject: leak \(uniqueTag())") }
-        let mail = raw.map { rawMessage(Array(lines.joined(separator: "\r\n").utf8) + Array("\r\n".utf8) + $0) }
+        let mail =
+            raw.map { rawMessage(Array(lines.joined(separator: "\r\n").utf8) + Array("\r\n".utf8) + $0) }
             ?? message(lines)
-        let outcome = try env.sendAndDeliver(as: .staff(login: "zhangsan"), from: "zhangsan@example.com",
-                                             to: ["customer@customer.test"], message: mail)
+        let outcome = try env.sendAndDeliver(
+            as: .staff(login: "zhangsan"), from: "zhangsan@example.com",
+            to: ["customer@customer.test"], message: mail)
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)", sourceLocation: sourceLocation)
         try env.expectSinkCount(1, sourceLocation: sourceLocation)
         try env.expectMailboxes(["manager": 1], sourceLocation: sourceLocation)
         let sent = try #require(try env.sink.messages().first, sourceLocation: sourceLocation)
         let decoded = HeaderReading.decodedHeaders(sent.file)
-        #expect(!decoded.lowercased().contains("zhangsan@"), "decoded headers name the staff:\n\(decoded)",
-                sourceLocation: sourceLocation)
-        #expect(HeaderReading.staffAddressLeaks(decoded).isEmpty,
-                "zhangsan as a local part: \(HeaderReading.staffAddressLeaks(decoded))\n\(decoded)", sourceLocation: sourceLocation)
-        #expect(HeaderReading.staffAddressLeaks(sent.file.text).isEmpty,
-                "raw message: \(HeaderReading.staffAddressLeaks(sent.file.text))\n\(sent)", sourceLocation: sourceLocation)
+        #expect(
+            !decoded.lowercased().contains("zhangsan@"), "decoded headers name the staff:\n\(decoded)",
+            sourceLocation: sourceLocation)
+        #expect(
+            HeaderReading.staffAddressLeaks(decoded).isEmpty,
+            "zhangsan as a local part: \(HeaderReading.staffAddressLeaks(decoded))\n\(decoded)", sourceLocation: sourceLocation)
+        #expect(
+            HeaderReading.staffAddressLeaks(sent.file.text).isEmpty,
+            "raw message: \(HeaderReading.staffAddressLeaks(sent.file.text))\n\(sent)", sourceLocation: sourceLocation)
         #expect(sent.file.value("From")?.contains("<sales@example.com>") == true, "\(sent)", sourceLocation: sourceLocation)
         return sent
     }
@@ -57,7 +64,8 @@ struct LeakTests {
     @Test("Subject as a GB18030 B encoded word")
     func encodedSubjectGB18030() throws {
         // "回复：张三 <zhangsan@example.com> 的报价" in GB18030.
-        let gb: [UInt8] = [0xBB, 0xD8, 0xB8, 0xB4, 0xA3, 0xBA, 0xD5, 0xC5, 0xC8, 0xFD, 0x20]
+        let gb: [UInt8] =
+            [0xBB, 0xD8, 0xB8, 0xB4, 0xA3, 0xBA, 0xD5, 0xC5, 0xC8, 0xFD, 0x20]
             + Array("<zhangsan@example.com>".utf8) + [0x20, 0xB5, 0xC4, 0xB1, 0xA8, 0xBC, 0xDB]
         let sent = try sendExpectingNoLeak(["Subject: =?GB18030?B?\(Self.b64(gb))?="])
         #expect(decoded(sent, "Subject") == "回复：张三 <sales@example.com> 的报价", "\(sent)")
@@ -147,7 +155,8 @@ struct LeakTests {
         let sent = try sendExpectingNoLeak([], raw: Array("X-Organisation: ".utf8) + value)
         let expected = Array("X-Organisation: Caf".utf8) + [0xE9, 0x20, 0xAB] + Array("sales@example.com".utf8) + [0xBB, 0x20, 0xFC, 0x62, 0x65, 0x72]
         let line = sent.file.raw.split(separator: 0x0A).first { $0.starts(with: Array("X-Organisation:".utf8)) }
-        #expect(line.map { Array($0.last == 0x0D ? $0.dropLast() : $0) } == expected,
-                "got \(line.map { Array($0) } ?? []) \(sent)")
+        #expect(
+            line.map { Array($0.last == 0x0D ? $0.dropLast() : $0) } == expected,
+            "got \(line.map { Array($0) } ?? []) \(sent)")
     }
 }

@@ -18,14 +18,16 @@ struct MailClientTests {
     /// Zhangsan writes with s-nail through Postfix's sendmail; returns what reached the
     /// customer, which must carry nothing of zhangsan@, decoded or not.
     private func staffWritesWithSnail(subject: String) throws -> Sink.Message {
-        try clients.snailSend(from: "zhangsan@example.com", fromName: "Zhang San", to: "buyer@customer.test",
-                              subject: subject, body: "价格是 100 元。\nZhang San")
+        try clients.snailSend(
+            from: "zhangsan@example.com", fromName: "Zhang San", to: "buyer@customer.test",
+            subject: subject, body: "价格是 100 元。\nZhang San")
         try env.waitForDelivery()
         try env.expectSinkCount(1)
         let sent = try #require(try env.sink.messages().first)
         let decoded = HeaderReading.decodedHeaders(sent.file).lowercased()
-        #expect(!decoded.contains("zhangsan@") && !decoded.contains("%zhangsan"),
-                "s-nail's message leaks the staff address (its Message-ID is <date.random%zhangsan@example.com>): \(decoded)\n\(env.diagnostics)")
+        #expect(
+            !decoded.contains("zhangsan@") && !decoded.contains("%zhangsan"),
+            "s-nail's message leaks the staff address (its Message-ID is <date.random%zhangsan@example.com>): \(decoded)\n\(env.diagnostics)")
         #expect(sent.envelopeSender == "sales@example.com", "\(sent)")
         #expect(sent.file.value("Message-ID") != nil, "\(sent)")
         try env.expectMailboxes(["manager": 1])
@@ -37,12 +39,14 @@ struct MailClientTests {
         _ = try staffWritesWithSnail(subject: "报价 \(uniqueTag())")
     }
 
-    @Test("mutt replies to \"Zhangsan\" <sales@example.com> (plain and GB18030): the manager and Zhangsan only",
-          arguments: ["utf-8", "gb18030"])
+    @Test(
+        "mutt replies to \"Zhangsan\" <sales@example.com> (plain and GB18030): the manager and Zhangsan only",
+        arguments: ["utf-8", "gb18030"])
     func muttReply(sendCharset: String) throws {
         let sent = try staffWritesWithSnail(subject: "报价 \(uniqueTag())")
-        let reply = try clients.muttReply(to: try clients.mbox(with: Self.withoutSinkEnvelope(sent.file.raw)),
-                                          from: "Buyer <buyer@customer.test>", sendCharset: sendCharset)
+        let reply = try clients.muttReply(
+            to: try clients.mbox(with: Self.withoutSinkEnvelope(sent.file.raw)),
+            from: "Buyer <buyer@customer.test>", sendCharset: sendCharset)
         let text = String(decoding: reply, as: UTF8.self)
         #expect(text.contains("In-Reply-To:") && text.contains("sales@example.com"), "mutt's reply: \(text)")
         if sendCharset == "gb18030" {
@@ -57,7 +61,8 @@ struct MailClientTests {
 
     @Test("mutt sends an Outlook-style reply to 'Zhangsan' <sales@example.com>: the manager and Zhangsan only")
     func outlookStyleQuotes() throws {
-        let reply = try clients.muttSendDraft("""
+        let reply = try clients.muttSendDraft(
+            """
             From: Buyer <buyer@customer.test>
             To: 'Zhangsan' <sales@example.com>
             Subject: RE: 报价
@@ -99,8 +104,10 @@ struct MailClientRedirectTests {
         let original = "\(talk.tag).first@customer.test"
         try env.lab.sendAndDeliver(
             as: .internet, from: talk.customer, to: ["sales@example.com"],
-            message: message(["From: <\(talk.customer)>", "To: sales@example.com", "Subject: question \(talk.tag)",
-                              "Message-ID: <\(original)>"]))
+            message: message([
+                "From: <\(talk.customer)>", "To: sales@example.com", "Subject: question \(talk.tag)",
+                "Message-ID: <\(original)>",
+            ]))
         let copy = try #require(try env.lab.maildirs.messages("manager").first, "\(env.diagnostics)")
         env.nextStep()
         try clients.muttBounce(try clients.mbox(with: copy.raw), from: "Manager <manager@example.com>", to: "lisi@example.com")

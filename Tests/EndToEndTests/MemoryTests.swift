@@ -53,8 +53,11 @@ struct Conversation {
         let lab = lab ?? env.lab
         let outcome = try lab.sendAndDeliver(
             as: .internet, from: sender ?? customer, to: ["sales@example.com"],
-            message: message(["From: <\(customer)>", toLine, "Subject: Re: offer \(tag)",
-                              "Message-ID: <\(uniqueTag())@customer.test>"] + lines, body: body))
+            message: message(
+                [
+                    "From: <\(customer)>", toLine, "Subject: Re: offer \(tag)",
+                    "Message-ID: <\(uniqueTag())@customer.test>",
+                ] + lines, body: body))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         return try Self.queueID(outcome)
     }
@@ -66,10 +69,12 @@ struct Conversation {
         var want = Dictionary(uniqueKeysWithValues: PostfixInstance.mailboxes.map { ($0, 0) })
         for mailbox in mailboxes { want[mailbox] = 1 }
         let got = try lab.maildirs.counts()
-        #expect(got == want, "Maildir copies: expected \(Self.sorted(want)), got \(Self.sorted(got))\n\(env.diagnostics)",
-                sourceLocation: sourceLocation)
-        #expect(try lab.sink.messages().isEmpty, "nothing should leave for the Internet\n\(env.diagnostics)",
-                sourceLocation: sourceLocation)
+        #expect(
+            got == want, "Maildir copies: expected \(Self.sorted(want)), got \(Self.sorted(got))\n\(env.diagnostics)",
+            sourceLocation: sourceLocation)
+        #expect(
+            try lab.sink.messages().isEmpty, "nothing should leave for the Internet\n\(env.diagnostics)",
+            sourceLocation: sourceLocation)
     }
 
     static func queueID(_ outcome: SMTPOutcome) throws -> String {
@@ -86,8 +91,10 @@ struct Conversation {
 /// A delivery report from the customer's MTA for `messageID`, as Postfix writes one: the
 /// original's headers in a text/rfc822-headers part.
 func bounceLines(boundary: String) -> [String] {
-    ["Auto-Submitted: auto-replied", "MIME-Version: 1.0",
-     "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"\(boundary)\""]
+    [
+        "Auto-Submitted: auto-replied", "MIME-Version: 1.0",
+        "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"\(boundary)\"",
+    ]
 }
 
 func bounceBody(boundary: String, messageID: String, customer: String) -> String {
@@ -120,8 +127,9 @@ func bounceBody(boundary: String, messageID: String, customer: String) -> String
 
 // MARK: SQLite, one host
 
-@Suite("Memory: SQLite on one host: threads, reassignment, auto-replies, bounces, audit log", .serialized,
-       .memoryEnvironment(.sqlite))
+@Suite(
+    "Memory: SQLite on one host: threads, reassignment, auto-replies, bounces, audit log", .serialized,
+    .memoryEnvironment(.sqlite))
 struct MemorySQLiteTests {
     let env: MemoryEnvironment
 
@@ -193,7 +201,7 @@ struct MemorySQLiteTests {
         let talk = Conversation(env)
         _ = try talk.staffWrites(as: "lisi")
         env.nextStep()
-        try talk.customerWrites([])   // no In-Reply-To, no name
+        try talk.customerWrites([])  // no In-Reply-To, no name
         try talk.expectDelivered(to: ["manager", "lisi"])
     }
 
@@ -210,7 +218,7 @@ struct MemorySQLiteTests {
                 "Message-ID: <\(original)>",
             ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
-        try talk.expectDelivered(to: ["wangwu"])   // the redirect itself passes untouched
+        try talk.expectDelivered(to: ["wangwu"])  // the redirect itself passes untouched
         env.nextStep()
         try talk.customerWrites(["In-Reply-To: <\(original)>", "References: <\(original)>"])
         try talk.expectDelivered(to: ["manager", "wangwu"])
@@ -253,15 +261,17 @@ struct MemorySQLiteTests {
         let (id, _) = try talk.staffWrites(as: "zhangsan")
         let boundary = "report-\(talk.tag)"
         env.nextStep()
-        try talk.customerWrites(bounceLines(boundary: boundary), sender: "",
-                                body: bounceBody(boundary: boundary, messageID: id, customer: talk.customer))
+        try talk.customerWrites(
+            bounceLines(boundary: boundary), sender: "",
+            body: bounceBody(boundary: boundary, messageID: id, customer: talk.customer))
         try talk.expectDelivered(to: ["manager", "zhangsan"])
 
         // Whoever owns the thread at that point.
         try env.sharemail(["assign", "--thread", id, "--to", "lisi"])
         env.nextStep()
-        try talk.customerWrites(bounceLines(boundary: boundary), sender: "",
-                                body: bounceBody(boundary: boundary, messageID: id, customer: talk.customer))
+        try talk.customerWrites(
+            bounceLines(boundary: boundary), sender: "",
+            body: bounceBody(boundary: boundary, messageID: id, customer: talk.customer))
         try talk.expectDelivered(to: ["manager", "lisi"])
     }
 
@@ -269,9 +279,11 @@ struct MemorySQLiteTests {
     func unknownBounceManagerOnly() throws {
         let talk = Conversation(env)
         let boundary = "report-\(talk.tag)"
-        try talk.customerWrites(bounceLines(boundary: boundary), sender: "",
-                                body: bounceBody(boundary: boundary, messageID: "never.\(talk.tag)@example.com",
-                                                 customer: talk.customer))
+        try talk.customerWrites(
+            bounceLines(boundary: boundary), sender: "",
+            body: bounceBody(
+                boundary: boundary, messageID: "never.\(talk.tag)@example.com",
+                customer: talk.customer))
         try talk.expectDelivered(to: ["manager"])
     }
 
@@ -310,8 +322,9 @@ struct MemorySQLiteTests {
         // The table is the manager's view of the same rows.
         let table = try env.sharemail(["log", "--customer", talk.customer])
         let rows = table.split(separator: "\n").dropFirst()  // the header line
-        #expect(rows.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? "" }
-                    == newestFirst, "\(table)")
+        #expect(
+            rows.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init) ?? "" }
+                == newestFirst, "\(table)")
     }
 }
 
@@ -334,8 +347,10 @@ struct MemoryStoreDownTests {
             let started = clock.now
             let outcome = try env.lab.send(
                 as: .internet, from: talk.customer, to: ["sales@example.com"],
-                message: message(["From: <\(talk.customer)>", "To: sales@example.com", "Subject: round \(round)",
-                                  "In-Reply-To: <unknown.\(talk.tag)@example.com>"]))
+                message: message([
+                    "From: <\(talk.customer)>", "To: sales@example.com", "Subject: round \(round)",
+                    "In-Reply-To: <unknown.\(talk.tag)@example.com>",
+                ]))
             let elapsed = clock.now - started
             #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
             #expect(elapsed < .seconds(2), "the SMTP transaction took \(elapsed)\n\(env.diagnostics)")
@@ -357,8 +372,11 @@ struct MemoryStoreDownTests {
     @Test("PostgreSQL down: sharemail assign says the store is unreachable (exit 69)")
     func assignFails() throws {
         let daemon = try #require(env.lab.sharemail)
-        let result = try Command.run([daemon.binary, "assign", "--config", daemon.configPath,
-                                      "--customer", "x@customer.test", "--to", "lisi"], timeout: .seconds(30))
+        let result = try Command.run(
+            [
+                daemon.binary, "assign", "--config", daemon.configPath,
+                "--customer", "x@customer.test", "--to", "lisi",
+            ], timeout: .seconds(30))
         #expect(result.status == 69, "\(result)")
     }
 }

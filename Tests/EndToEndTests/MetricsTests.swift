@@ -28,12 +28,15 @@ struct MetricsTests {
         let before = try Self.scrape()
         #expect(before.value("sharemail_decision_seconds_count") ?? 0 == 0, "\(before.text)")
 
-        let inbound = try env.send(as: .internet, from: "customer@customer.test", to: ["sales@example.com"],
-                                   message: message(["From: customer@customer.test", "To: sales@example.com", "Subject: m1"]))
-        let outbound = try env.send(as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["customer@customer.test"],
-                                    message: message(["From: zhangsan@example.com", "To: customer@customer.test", "Subject: m2"]))
-        let refused = try env.send(as: .internet, from: "customer@customer.test", to: ["lisi@example.com"],
-                                   message: message(["From: customer@customer.test", "To: lisi@example.com", "Subject: m3"]))
+        let inbound = try env.send(
+            as: .internet, from: "customer@customer.test", to: ["sales@example.com"],
+            message: message(["From: customer@customer.test", "To: sales@example.com", "Subject: m1"]))
+        let outbound = try env.send(
+            as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["customer@customer.test"],
+            message: message(["From: zhangsan@example.com", "To: customer@customer.test", "Subject: m2"]))
+        let refused = try env.send(
+            as: .internet, from: "customer@customer.test", to: ["lisi@example.com"],
+            message: message(["From: customer@customer.test", "To: lisi@example.com", "Subject: m3"]))
         #expect(inbound.accepted && outbound.accepted, "\(inbound)\n\(outbound)\n\(env.diagnostics)")
         #expect(refused.rcpt.first?.code == 550, "\(refused)")
 
@@ -135,9 +138,10 @@ struct MetricsTests {
                 let parts = line.split(separator: " ")
                 guard parts.count >= 2 else { continue }
                 let series = parts[0]
-                let (sampleName, labelText) = series.firstIndex(of: "{").map {
-                    (series[..<$0], series[$0...])
-                } ?? (series[...], "")
+                let (sampleName, labelText) =
+                    series.firstIndex(of: "{").map {
+                        (series[..<$0], series[$0...])
+                    } ?? (series[...], "")
                 guard sampleName == name else { continue }
                 if labels.allSatisfy({ labelText.contains("\($0.key)=\"\($0.value)\"") }) { return Double(parts[1]) }
             }

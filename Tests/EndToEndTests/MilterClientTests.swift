@@ -2,8 +2,9 @@ import Foundation
 import PostfixLab
 import Synchronization
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The real `sharemail serve` driven by an MTA-side client this project did not write:
@@ -32,8 +33,9 @@ struct MilterClientTests {
         // The daemon's own account of each decision agrees.
         let log = lab.daemon.log(since: 0)
         let staff = try #require(log.line(containing: "MTROLE3: decision"), "no decision for MTROLE3:\n\(log)")
-        #expect(staff.contains("role=staff") && staff.contains("new_from=sales@example.com") && staff.contains("login=zhangsan"),
-                "\(staff)")
+        #expect(
+            staff.contains("role=staff") && staff.contains("new_from=sales@example.com") && staff.contains("login=zhangsan"),
+            "\(staff)")
         #expect(!staff.contains("lisi"), "the aborted message leaked into MTROLE3: \(staff)")
         for internet in ["MTROLE1", "MTROLE5"] {
             let line = try #require(log.line(containing: "\(internet): decision"), "no decision for \(internet):\n\(log)")
@@ -42,8 +44,9 @@ struct MilterClientTests {
         #expect(log.line(containing: "MTROLE2: decision") == nil, "the aborted message was decided:\n\(log)")
         let refused = try #require(log.line(containing: "recipient refused"), "no refusal logged:\n\(log)")
         #expect(refused.contains("550 5.7.1") && refused.contains("zhangsan@example.com"), "\(refused)")
-        #expect(!refused.contains("login=zhangsan") && !refused.contains("login=lisi"),
-                "the refused Internet message carried an earlier message's login: \(refused)")
+        #expect(
+            !refused.contains("login=zhangsan") && !refused.contains("login=lisi"),
+            "the refused Internet message carried an earlier message's login: \(refused)")
         try lab.expectRunning()
     }
 
@@ -173,9 +176,11 @@ struct MilterClientTests {
         defer { lab.stop() }
         let wire = try MilterWire(socketPath: lab.daemon.socketPath)
         try wire.negotiate()
-        let skipped: [(UInt32, String)] = [(MilterWire.noHelo, "HELO"), (MilterWire.noData, "DATA"),
-                                           (MilterWire.noEOH, "EOH"), (MilterWire.noBody, "BODY"),
-                                           (MilterWire.noUnknown, "UNKNOWN")]
+        let skipped: [(UInt32, String)] = [
+            (MilterWire.noHelo, "HELO"), (MilterWire.noData, "DATA"),
+            (MilterWire.noEOH, "EOH"), (MilterWire.noBody, "BODY"),
+            (MilterWire.noUnknown, "UNKNOWN"),
+        ]
         for (flag, name) in skipped {
             #expect(wire.protocolFlags & flag != 0, "sharemail no longer skips \(name): this test needs another step")
         }
@@ -211,8 +216,12 @@ struct MilterClientTests {
         #expect(second.final.code == "c", "\(second.final)")
         #expect(second.changes.contains { $0.code == "e" && $0.strings.first == "<sales@example.com>" }, "\(second.changes)")
         // SMFIR_CHGHEADER: index, then name and value.
-        #expect(second.changes.contains { $0.code == "m" && MilterWire.Packet(command: 0, data: Array($0.data.dropFirst(4))).strings
-                    == ["From", "Zhangsan <sales@example.com>"] }, "From not changed: \(second.changes)")
+        #expect(
+            second.changes.contains {
+                $0.code == "m"
+                    && MilterWire.Packet(command: 0, data: Array($0.data.dropFirst(4))).strings
+                        == ["From", "Zhangsan <sales@example.com>"]
+            }, "From not changed: \(second.changes)")
         try wire.send("Q")
         try lab.expectRunning()
     }
@@ -230,8 +239,9 @@ struct MilterClientTests {
             // Internet mail to a staff address: refused at RCPT with 550, not tempfailed.
             try wire.mail("customer@customer.test", queueID: "MTQNC\(round)A")
             let refused = try #require(try wire.rcpt("zhangsan@example.com"), "RCPT negotiated without reply")
-            #expect(refused.code == "y" && refused.strings.first?.hasPrefix("550 5.7.1") == true,
-                    "session \(round): RCPT answered \(refused)\n\(lab.daemon.logTail())")
+            #expect(
+                refused.code == "y" && refused.strings.first?.hasPrefix("550 5.7.1") == true,
+                "session \(round): RCPT answered \(refused)\n\(lab.daemon.logTail())")
             try wire.send("A")
             // Internet mail to sales@: the manager is added.
             try wire.mail("customer@customer.test", queueID: "MTQNC\(round)B")
@@ -239,8 +249,9 @@ struct MilterClientTests {
             try wire.header("From", "customer@customer.test")
             let outcome = try wire.endOfMessage(queueID: "MTQNC\(round)B")
             #expect(outcome.final.code == "c", "session \(round): end of message answered \(outcome.final)")
-            #expect(outcome.changes.contains { $0.code == "+" && $0.strings.first == "<manager@example.com>" },
-                    "session \(round): \(outcome.changes)")
+            #expect(
+                outcome.changes.contains { $0.code == "+" && $0.strings.first == "<manager@example.com>" },
+                "session \(round): \(outcome.changes)")
             try wire.send("K")  // QUIT_NC: this session is over, another follows on this socket
         }
         try wire.send("Q")
@@ -258,8 +269,9 @@ struct MilterClientTests {
         // other flags with it. (Missing "no reply" options would not do: libmilter offers
         // those to the milter anyway and answers in its place.)
         let older = try MilterWire(socketPath: lab.daemon.socketPath)
-        try older.negotiate(protocolOptions: MilterWire.allProtocolOptions
-            & ~(MilterWire.noHelo | MilterWire.noData | MilterWire.noUnknown))
+        try older.negotiate(
+            protocolOptions: MilterWire.allProtocolOptions
+                & ~(MilterWire.noHelo | MilterWire.noData | MilterWire.noUnknown))
         #expect(older.protocolFlags != postfixLike.protocolFlags)
 
         let wire = try MilterWire(socketPath: lab.daemon.socketPath, timeoutSeconds: 5)
@@ -345,21 +357,24 @@ struct MilterClientLab: Sendable {
         /// miltertest's verbose output between the script's "== eom ID begin" and "end" echoes.
         func section(_ queueID: String) -> String {
             guard let start = output.range(of: "== eom \(queueID) begin"),
-                  let end = output.range(of: "== eom \(queueID) end", range: start.upperBound..<output.endIndex)
+                let end = output.range(of: "== eom \(queueID) end", range: start.upperBound..<output.endIndex)
             else { return "" }
             return String(output[start.upperBound..<end.lowerBound])
         }
 
         func expectSuccess(_ marker: String, _ lab: MilterClientLab, sourceLocation: SourceLocation = #_sourceLocation) throws {
-            #expect(result.succeeded && output.contains(marker),
-                    "\(result)\n--- sharemail log ---\n\(lab.daemon.logTail(lines: 60))", sourceLocation: sourceLocation)
+            #expect(
+                result.succeeded && output.contains(marker),
+                "\(result)\n--- sharemail log ---\n\(lab.daemon.logTail(lines: 60))", sourceLocation: sourceLocation)
         }
     }
 
     /// Runs miltertest -vv on `script` against the daemon; `defines` become Lua globals.
     func miltertest(_ script: String, _ defines: [String: String] = [:], timeout: Duration = .seconds(60)) throws -> Run {
-        var argv = [Self.miltertest, "-vv", "-s", Self.scripts + "/" + script,
-                    "-D", "socket=unix:" + daemon.socketPath, "-D", "dir=" + Self.scripts]
+        var argv = [
+            Self.miltertest, "-vv", "-s", Self.scripts + "/" + script,
+            "-D", "socket=unix:" + daemon.socketPath, "-D", "dir=" + Self.scripts,
+        ]
         for (name, value) in defines.sorted(by: { $0.key < $1.key }) { argv += ["-D", "\(name)=\(value)"] }
         return Run(result: try Command.run(argv, timeout: timeout))
     }

@@ -14,8 +14,9 @@ enum OutOfTheBox {
     static let openFiles = 256
 }
 
-@Suite("Out of the box: default memory, a state file to trust, metrics that cannot starve the milter", .serialized,
-       .memoryEnvironment(.defaultPath(metricsPort: OutOfTheBox.metricsPort, openFiles: OutOfTheBox.openFiles)))
+@Suite(
+    "Out of the box: default memory, a state file to trust, metrics that cannot starve the milter", .serialized,
+    .memoryEnvironment(.defaultPath(metricsPort: OutOfTheBox.metricsPort, openFiles: OutOfTheBox.openFiles)))
 struct OutOfTheBoxTests {
     let env: MemoryEnvironment
     let state = MemoryEnvironment.defaultState
@@ -130,8 +131,9 @@ struct OutOfTheBoxTests {
         _ = get.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var reply = [UInt8](repeating: 0, count: 64)
         let count = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        #expect(count > 0 && String(decoding: reply[..<max(count, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 200"),
-                "GET /metrics after the stall: \(String(decoding: reply[..<max(count, 0)], as: UTF8.self))")
+        #expect(
+            count > 0 && String(decoding: reply[..<max(count, 0)], as: UTF8.self).hasPrefix("HTTP/1.1 200"),
+            "GET /metrics after the stall: \(String(decoding: reply[..<max(count, 0)], as: UTF8.self))")
         let log = env.lab.sharemail?.log(since: 0) ?? ""
         #expect(log.contains("connections are open, the most allowed"), "the full endpoint should say so in the log\n\(env.diagnostics)")
     }
@@ -142,8 +144,11 @@ struct OutOfTheBoxTests {
         _ = try talk.staffWrites(as: "zhangsan")  // the database exists
         let daemon = try #require(env.lab.sharemail)
         func doctor(user: String) throws -> Command.Result {
-            try Command.run([daemon.binary, "doctor", "--config", daemon.configPath, "-c", env.lab.postfix.configDirectory,
-                             "--socket", "unix:" + daemon.socketPath, "--user", user], timeout: .seconds(60))
+            try Command.run(
+                [
+                    daemon.binary, "doctor", "--config", daemon.configPath, "-c", env.lab.postfix.configDirectory,
+                    "--socket", "unix:" + daemon.socketPath, "--user", user,
+                ], timeout: .seconds(60))
         }
         let healthy = try doctor(user: MemoryEnvironment.daemonUser)
         #expect(healthy.status == 0, "\(healthy)")
@@ -160,13 +165,17 @@ struct OutOfTheBoxTests {
         try String(contentsOfFile: LabPaths.packageRoot + "/postfix-conf/sharemail.service", encoding: .utf8)
             .write(toFile: unit, atomically: true, encoding: .utf8)
         func doctor(unit: String) throws -> Command.Result {
-            try Command.run([daemon.binary, "doctor", "--config", daemon.configPath, "-c", env.lab.postfix.configDirectory,
-                             "--socket", "unix:" + daemon.socketPath, "--unit", unit], timeout: .seconds(60))
+            try Command.run(
+                [
+                    daemon.binary, "doctor", "--config", daemon.configPath, "-c", env.lab.postfix.configDirectory,
+                    "--socket", "unix:" + daemon.socketPath, "--unit", unit,
+                ], timeout: .seconds(60))
         }
         let shipped = try doctor(unit: unit)  // User=sharemail: no such user here, or not postfix's file's owner
         #expect(shipped.status == 1, "\(shipped)")
-        #expect(shipped.output.contains("FAIL no user sharemail to run sharemail as")
-                    || shipped.output.contains("is not writable by sharemail, the user sharemail runs as"), "\(shipped)")
+        #expect(
+            shipped.output.contains("FAIL no user sharemail to run sharemail as")
+                || shipped.output.contains("is not writable by sharemail, the user sharemail runs as"), "\(shipped)")
         try FileManager.default.createDirectory(atPath: unit + ".d", withIntermediateDirectories: false)
         try "[Service]\nUser=\(MemoryEnvironment.daemonUser)\n".write(toFile: unit + ".d/user.conf", atomically: true, encoding: .utf8)
         let overridden = try doctor(unit: unit)

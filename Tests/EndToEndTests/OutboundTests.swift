@@ -15,16 +15,17 @@ struct OutboundTests {
     /// Every header a mail client might use to leak the staff address; no Message-ID on
     /// purpose (one must exist on the way out, and must not name the staff).
     static func revealingMessage(subject: String) -> [UInt8] {
-        message([
-            #"From: "Zhang San" <zhangsan@example.com>"#,
-            "Sender: zhangsan@example.com",
-            "Reply-To: zhangsan@example.com",
-            "Disposition-Notification-To: zhangsan@example.com",
-            "Return-Receipt-To: <zhangsan@example.com>",
-            "Errors-To: zhangsan@example.com",
-            "To: customer@customer.test",
-            "Subject: \(subject)",
-        ], body: "Regards,\r\nZhang San")
+        message(
+            [
+                #"From: "Zhang San" <zhangsan@example.com>"#,
+                "Sender: zhangsan@example.com",
+                "Reply-To: zhangsan@example.com",
+                "Disposition-Notification-To: zhangsan@example.com",
+                "Return-Receipt-To: <zhangsan@example.com>",
+                "Errors-To: zhangsan@example.com",
+                "To: customer@customer.test",
+                "Subject: \(subject)",
+            ], body: "Regards,\r\nZhang San")
     }
 
     /// What the customer and the manager must see of one rewritten outbound message.
@@ -35,19 +36,22 @@ struct OutboundTests {
         #expect(sent.envelopeRecipients == ["customer@customer.test"], "\(sent)")
         #expect(sent.file.value("Subject") == subject, "\(sent)")
         let from = sent.file.value("From")
-        #expect(from == #""Zhangsan" <sales@example.com>"# || from == "Zhangsan <sales@example.com>",
-                "From on the way out: \(from ?? "none")\n\(sent)")
+        #expect(
+            from == #""Zhangsan" <sales@example.com>"# || from == "Zhangsan <sales@example.com>",
+            "From on the way out: \(from ?? "none")\n\(sent)")
         #expect(sent.file.value("Message-ID") != nil, "no Message-ID on the way out: \(sent)")
-        #expect(!sent.file.text.lowercased().contains("zhangsan@example.com"),
-                "the staff address leaks to the customer: \(sent)\n\(env.diagnostics)")
+        #expect(
+            !sent.file.text.lowercased().contains("zhangsan@example.com"),
+            "the staff address leaks to the customer: \(sent)\n\(env.diagnostics)")
         let leaked = sent.file.fields.filter { $0.name.lowercased().hasPrefix("x-sharemail-") }.map(\.name)
         #expect(leaked.isEmpty, "internal headers leak to the customer: \(leaked)")
 
         try env.expectMailboxes(["manager": 1])
         let copy = try #require(try env.maildirs.messages("manager").first)
         #expect(copy.value("Subject") == subject, "\(copy)")
-        #expect(copy.value("From").map { $0.contains("sales@example.com") && !$0.contains("zhangsan@") } == true,
-                "the manager's copy should show the From the customer sees: \(copy)")
+        #expect(
+            copy.value("From").map { $0.contains("sales@example.com") && !$0.contains("zhangsan@") } == true,
+            "the manager's copy should show the From the customer sees: \(copy)")
     }
 
     @Test("Rule 3 over SMTP: From, envelope and every revealing header are rewritten to sales@")
@@ -77,8 +81,10 @@ struct OutboundTests {
         let outcome = try env.sendAndDeliver(
             as: .staff(login: "zhangsan"), from: "zhangsan@example.com",
             to: ["customer@customer.test", "sales@example.com"],
-            message: message([#"From: "Zhang San" <zhangsan@example.com>"#, "To: customer@customer.test",
-                              "Cc: sales@example.com", "Subject: \(subject)"]))
+            message: message([
+                #"From: "Zhang San" <zhangsan@example.com>"#, "To: customer@customer.test",
+                "Cc: sales@example.com", "Subject: \(subject)",
+            ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try env.expectSinkCount(1)
         let sent = try #require(try env.sink.messages().first)
@@ -103,8 +109,9 @@ struct OutboundTests {
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try env.expectSinkCount(1)
         let sent = try #require(try env.sink.messages().first)
-        #expect(!sent.file.text.lowercased().contains("zhangsan@example.com"),
-                "the staff address leaks to the customer: \(sent)\n\(env.diagnostics)")
+        #expect(
+            !sent.file.text.lowercased().contains("zhangsan@example.com"),
+            "the staff address leaks to the customer: \(sent)\n\(env.diagnostics)")
         #expect(sent.file.values("From").count == 1, "\(sent)")
         #expect(sent.file.value("From")?.contains("sales@example.com") == true, "\(sent)")
         try env.expectMailboxes(["manager": 1])
@@ -114,12 +121,15 @@ struct OutboundTests {
     func loginAndSenderDisagree() throws {
         let outcome = try env.sendAndDeliver(
             as: .staff(login: "zhangsan"), from: "lisi@example.com", to: ["customer@customer.test"],
-            message: message(["From: Lisi <lisi@example.com>", "To: customer@customer.test",
-                              "Subject: \(uniqueTag())"]))
+            message: message([
+                "From: Lisi <lisi@example.com>", "To: customer@customer.test",
+                "Subject: \(uniqueTag())",
+            ]))
         for sent in try env.sink.messages() {
             let text = sent.file.text.lowercased()
-            #expect(!text.contains("lisi@example.com") && !text.contains("zhangsan@example.com"),
-                    "a staff address leaks to the customer: \(sent)\n\(outcome)\n\(env.diagnostics)")
+            #expect(
+                !text.contains("lisi@example.com") && !text.contains("zhangsan@example.com"),
+                "a staff address leaks to the customer: \(sent)\n\(outcome)\n\(env.diagnostics)")
         }
     }
 
@@ -128,8 +138,10 @@ struct OutboundTests {
         let subject = "Re: bounce \(uniqueTag())"
         let outcome = try env.sendAndDeliver(
             as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["nobody@bounce.test"],
-            message: message([#"From: "Zhang San" <zhangsan@example.com>"#, "To: nobody@bounce.test",
-                              "Subject: \(subject)"]))
+            message: message([
+                #"From: "Zhang San" <zhangsan@example.com>"#, "To: nobody@bounce.test",
+                "Subject: \(subject)",
+            ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try env.expectSinkCount(0)
         // The manager's copy of the reply, and the bounce (sent to the rewritten envelope sender).
@@ -142,8 +154,10 @@ struct OutboundTests {
     func staffWithoutSendInternetRefused() throws {
         let outcome = try env.sendAndDeliver(
             as: .staff(login: "wangwu"), from: "wangwu@example.com", to: ["customer@customer.test"],
-            message: message(["From: Wangwu <wangwu@example.com>", "To: customer@customer.test",
-                              "Subject: \(uniqueTag())"]))
+            message: message([
+                "From: Wangwu <wangwu@example.com>", "To: customer@customer.test",
+                "Subject: \(uniqueTag())",
+            ]))
         let reply = try #require(outcome.rcpt.first, "\(outcome)")
         #expect(reply.code == 550, "\(outcome)\n\(env.diagnostics)")
         #expect(reply.text.contains("5.7.1"), "\(reply)")
@@ -155,16 +169,19 @@ struct OutboundTests {
     func localSubmissionWithoutSendInternet() throws {
         let result = try env.postfix.sendmail(
             from: "wangwu@example.com", to: ["customer@customer.test"],
-            message: message(["From: Wangwu <wangwu@example.com>", "To: customer@customer.test",
-                              "Subject: \(uniqueTag())"]))
+            message: message([
+                "From: Wangwu <wangwu@example.com>", "To: customer@customer.test",
+                "Subject: \(uniqueTag())",
+            ]))
         // sendmail may fail or succeed (then the rejection becomes a bounce to wangwu@):
         // either is fine, as long as nothing goes out and nothing stays queued.
         try env.waitForDelivery()
         try env.expectSinkCount(0)
         let bounces = try env.maildirs.messages("wangwu")
         #expect(bounces.count <= 1, "\(bounces)")
-        #expect(!result.succeeded || bounces.count == 1,
-                "the sender is told neither by sendmail nor by a bounce: \(result)\n\(env.diagnostics)")
+        #expect(
+            !result.succeeded || bounces.count == 1,
+            "the sender is told neither by sendmail nor by a bounce: \(result)\n\(env.diagnostics)")
         #expect(try env.maildirs.messages("manager").isEmpty, "\(env.diagnostics)")
     }
 }
@@ -196,8 +213,10 @@ struct InternalMailTests {
     func staffToUnifiedAddress() throws {
         let outcome = try env.sendAndDeliver(
             as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["sales@example.com"],
-            message: message(["From: Zhangsan <zhangsan@example.com>", "To: sales@example.com",
-                              "Subject: note for the manager \(uniqueTag())"]))
+            message: message([
+                "From: Zhangsan <zhangsan@example.com>", "To: sales@example.com",
+                "Subject: note for the manager \(uniqueTag())",
+            ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try env.expectMailboxes(["manager": 1])
         try env.expectSinkCount(0)
@@ -207,8 +226,10 @@ struct InternalMailTests {
     func managerToStaff() throws {
         let outcome = try env.sendAndDeliver(
             as: .staff(login: "manager"), from: "manager@example.com", to: ["zhangsan@example.com"],
-            message: message(["From: Manager <manager@example.com>", "To: zhangsan@example.com",
-                              "Subject: please handle \(uniqueTag())"]))
+            message: message([
+                "From: Manager <manager@example.com>", "To: zhangsan@example.com",
+                "Subject: please handle \(uniqueTag())",
+            ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try env.expectMailboxes(["zhangsan": 1])
         try env.expectSinkCount(0)

@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import PostfixLab
+import Synchronization
 import Testing
 
 /// Rule 7: whatever arrives, sales@ mail reaches the manager (never lost, never bounced).
@@ -31,9 +31,11 @@ struct MalformedInputTests {
         Malformed(label: "To with 3,000 addresses, folded") {
             // sales@ first: Postfix itself keeps only header_address_token_limit tokens.
             let others = (1..<3000).map { "\"Person \($0)\" <person\($0)@customer.test>" }
-            return text(["From: customer@customer.test",
-                         "To: " + (["sales@example.com"] + others).joined(separator: ",\r\n "),
-                         "Subject: \(uniqueTag())"])
+            return text([
+                "From: customer@customer.test",
+                "To: " + (["sales@example.com"] + others).joined(separator: ",\r\n "),
+                "Subject: \(uniqueTag())",
+            ])
         },
         Malformed(label: "20 KB folded Subject") {
             let words = (0..<2000).map { "word\($0)" }
@@ -43,8 +45,10 @@ struct MalformedInputTests {
         },
         Malformed(label: "20 KB folded To of unknown names") {
             let names = (0..<500).map { "\"Somebody Unknown \($0)\" <sales@example.com>" }
-            return text(["From: customer@customer.test", "To: " + names.joined(separator: ",\r\n "),
-                         "Subject: \(uniqueTag())"])
+            return text([
+                "From: customer@customer.test", "To: " + names.joined(separator: ",\r\n "),
+                "Subject: \(uniqueTag())",
+            ])
         },
         Malformed(label: "raw 8-bit bytes in Subject and in the To name") {
             Array("From: customer@customer.test\r\nSubject: ".utf8) + (0x80...0xFF).map { UInt8($0) }
@@ -79,16 +83,18 @@ struct LoadTests {
 
     /// 99 + From is the most sharemail rewrites (Postfix's cleanup gives up on about 140 with a
     /// "queue file write error", a 4xx); 1,500 is refused with a 5xx that says why.
-    @Test("A staff message with many headers that each name the staff: rewritten, or a clear 5xx, never an endless 4xx",
-          arguments: [99, 1_500])
+    @Test(
+        "A staff message with many headers that each name the staff: rewritten, or a clear 5xx, never an endless 4xx",
+        arguments: [99, 1_500])
     func manyRewrittenHeaders(count: Int) throws {
         let lines = (1...count).map { "X-Note-\($0): ask zhangsan@example.com" }
         let outcome = try env.sendAndDeliver(
             as: .staff(login: "zhangsan"), from: "zhangsan@example.com", to: ["customer@customer.test"],
             message: message(["From: zhangsan@example.com", "To: customer@customer.test", "Subject: \(uniqueTag())"] + lines))
         let reply = try #require(outcome.data, "\(outcome)")
-        #expect(reply.code == 250 || reply.code / 100 == 5,
-                "a 4xx makes the client retry the same message forever: \(reply)\n\(env.diagnostics)")
+        #expect(
+            reply.code == 250 || reply.code / 100 == 5,
+            "a 4xx makes the client retry the same message forever: \(reply)\n\(env.diagnostics)")
         if count < 100 {
             #expect(reply.code == 250, "\(reply)\n\(env.diagnostics)")
             try env.expectSinkCount(1)
@@ -107,8 +113,11 @@ struct LoadTests {
         let body = String(repeating: line, count: 5_000_000 / line.utf8.count)
         let outcome = try env.sendAndDeliver(
             as: .internet, from: "customer@customer.test", to: ["sales@example.com"],
-            message: message(["From: customer@customer.test", #"To: "Lisi" <sales@example.com>"#,
-                              "Subject: \(uniqueTag())"], body: body))
+            message: message(
+                [
+                    "From: customer@customer.test", #"To: "Lisi" <sales@example.com>"#,
+                    "Subject: \(uniqueTag())",
+                ], body: body))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)")
         try env.expectMailboxes(["manager": 1, "lisi": 1])
         let copy = try #require(try env.maildirs.messages("lisi").first)
@@ -127,8 +136,10 @@ struct LoadTests {
                 case 0:  // rule 4: named → Zhangsan
                     outcome = try env.send(
                         as: .internet, from: "c\(i)@customer.test", to: ["sales@example.com"],
-                        message: message(["From: c\(i)@customer.test", #"To: "Zhangsan" <sales@example.com>"#,
-                                          "Subject: named \(i)"]))
+                        message: message([
+                            "From: c\(i)@customer.test", #"To: "Zhangsan" <sales@example.com>"#,
+                            "Subject: named \(i)",
+                        ]))
                 case 1:  // rule 1: unnamed → everyone
                     outcome = try env.send(
                         as: .internet, from: "c\(i)@customer.test", to: ["sales@example.com"],
@@ -212,8 +223,9 @@ struct MilterDownTests {
 }
 
 /// Staff aliases (another issue): names in other scripts and charsets route like the name.
-@Suite("Aliases: GB2312 / Big5 names", .serialized,
-       .e2eEnvironment(sharemail: SharemailConfig.standard(zhangsanAliases: ["Zhang San", "张三", "張三"])))
+@Suite(
+    "Aliases: GB2312 / Big5 names", .serialized,
+    .e2eEnvironment(sharemail: SharemailConfig.standard(zhangsanAliases: ["Zhang San", "张三", "張三"])))
 struct AliasCharsetTests {
     let env: E2EEnvironment
 

@@ -55,33 +55,41 @@ struct TeamSteps {
 
     /// A customer of this test writes a new conversation to the bare sales@ through `lab`;
     /// returns the staff whose Maildir got it (nil: none) after checking the manager got it.
-    func newConversation(customer: String, messageID: String, to toLine: String = "To: sales@example.com",
-                         subject: String = "A question", inReplyTo: String? = nil, through lab: Lab,
-                         sourceLocation: SourceLocation = #_sourceLocation) throws -> String? {
+    func newConversation(
+        customer: String, messageID: String, to toLine: String = "To: sales@example.com",
+        subject: String = "A question", inReplyTo: String? = nil, through lab: Lab,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> String? {
         env.nextStep()
         let outcome = try lab.sendAndDeliver(
             as: .internet, from: customer, to: ["sales@example.com"],
-            message: message(["From: <\(customer)>", toLine, "Subject: \(subject)", "Message-ID: <\(messageID)>"]
-                             + (inReplyTo.map { ["In-Reply-To: <\($0)>"] } ?? [])))
+            message: message(
+                ["From: <\(customer)>", toLine, "Subject: \(subject)", "Message-ID: <\(messageID)>"]
+                    + (inReplyTo.map { ["In-Reply-To: <\($0)>"] } ?? [])))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)", sourceLocation: sourceLocation)
         let counts = try lab.maildirs.counts()
         #expect(counts["manager"] == 1, "the manager gets every message: \(counts)\n\(env.diagnostics)", sourceLocation: sourceLocation)
         let got = TeamConfig.staff.filter { counts[$0] == 1 }
-        #expect(got.count <= 1 && TeamConfig.staff.allSatisfy { (counts[$0] ?? 0) <= 1 },
-                "one staff at most: \(counts)\n\(env.diagnostics)", sourceLocation: sourceLocation)
+        #expect(
+            got.count <= 1 && TeamConfig.staff.allSatisfy { (counts[$0] ?? 0) <= 1 },
+            "one staff at most: \(counts)\n\(env.diagnostics)", sourceLocation: sourceLocation)
         return got.first
     }
 
     /// `login` answers the customer through `lab` (In-Reply-To `answering`); returns the
     /// copy that left for the Internet.
     @discardableResult
-    func staffAnswers(as login: String, customer: String, answering: String, messageID: String, through lab: Lab,
-                      sourceLocation: SourceLocation = #_sourceLocation) throws -> MailMessage? {
+    func staffAnswers(
+        as login: String, customer: String, answering: String, messageID: String, through lab: Lab,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> MailMessage? {
         env.nextStep()
         let outcome = try lab.sendAndDeliver(
             as: .staff(login: login), from: "\(login)@example.com", to: [customer],
-            message: message(["From: \(login.capitalized) <\(login)@example.com>", "To: <\(customer)>", "Subject: Re: A question",
-                              "Message-ID: <\(messageID)>", "In-Reply-To: <\(answering)>"]))
+            message: message([
+                "From: \(login.capitalized) <\(login)@example.com>", "To: <\(customer)>", "Subject: Re: A question",
+                "Message-ID: <\(messageID)>", "In-Reply-To: <\(answering)>",
+            ]))
         #expect(outcome.accepted, "\(outcome)\n\(env.diagnostics)", sourceLocation: sourceLocation)
         let sent = try lab.sink.messages()
         #expect(sent.count == 1, "\(sent)\n\(env.diagnostics)", sourceLocation: sourceLocation)
@@ -102,8 +110,9 @@ struct TeamSteps {
 
 // MARK: One host, SQLite
 
-@Suite("Team: round-robin, away and backup, From-name template, pending, forget (SQLite, one host)", .serialized,
-       .memoryEnvironment(.sqlite, configuration: { TeamConfig.text(state: $0, metricsPort: TeamConfig.metricsPort) }))
+@Suite(
+    "Team: round-robin, away and backup, From-name template, pending, forget (SQLite, one host)", .serialized,
+    .memoryEnvironment(.sqlite, configuration: { TeamConfig.text(state: $0, metricsPort: TeamConfig.metricsPort) }))
 struct TeamSQLiteTests {
     static var metricsPort: UInt16 { TeamConfig.metricsPort }
     let env: MemoryEnvironment
@@ -122,8 +131,9 @@ struct TeamSQLiteTests {
         for number in 1...6 {
             let customer = "rr\(number)-\(tag)@customer.test"
             let id = "\(tag).\(number)@customer.test"
-            let staff = try #require(try steps.newConversation(customer: customer, messageID: id, through: env.lab),
-                                     "conversation \(number) reached no staff\n\(env.diagnostics)")
+            let staff = try #require(
+                try steps.newConversation(customer: customer, messageID: id, through: env.lab),
+                "conversation \(number) reached no staff\n\(env.diagnostics)")
             owners.append((customer, id, staff))
         }
         let sequence = owners.map(\.staff)
@@ -133,16 +143,19 @@ struct TeamSQLiteTests {
 
         // Replies follow: the customer's follow-up in the thread, before any answer...
         for conversation in owners.prefix(3) {
-            let followUp = try steps.newConversation(customer: conversation.customer, messageID: "f.\(conversation.messageID)",
-                                                     subject: "Re: A question", inReplyTo: conversation.messageID, through: env.lab)
+            let followUp = try steps.newConversation(
+                customer: conversation.customer, messageID: "f.\(conversation.messageID)",
+                subject: "Re: A question", inReplyTo: conversation.messageID, through: env.lab)
             #expect(followUp == conversation.staff, "\(conversation.customer)'s follow-up\n\(env.diagnostics)")
         }
         // ...and the answer to the staff's reply.
         let first = owners[0]
-        try steps.staffAnswers(as: first.staff, customer: first.customer, answering: first.messageID,
-                               messageID: "s.\(first.messageID)", through: env.lab)
-        let answer = try steps.newConversation(customer: first.customer, messageID: "a.\(first.messageID)",
-                                               subject: "Re: Re: A question", inReplyTo: "s.\(first.messageID)", through: env.lab)
+        try steps.staffAnswers(
+            as: first.staff, customer: first.customer, answering: first.messageID,
+            messageID: "s.\(first.messageID)", through: env.lab)
+        let answer = try steps.newConversation(
+            customer: first.customer, messageID: "a.\(first.messageID)",
+            subject: "Re: Re: A question", inReplyTo: "s.\(first.messageID)", through: env.lab)
         #expect(answer == first.staff)
         // Replies took no turn: the next new conversation goes on where the six left off.
         let next = try steps.newConversation(customer: "rr7-\(tag)@customer.test", messageID: "\(tag).7@customer.test", through: env.lab)
@@ -158,8 +171,9 @@ struct TeamSQLiteTests {
         let tag = uniqueTag()
         let customer = "away-\(tag)@customer.test"
         let offset = daemon.logOffset()
-        let nobody = try steps.newConversation(customer: customer, messageID: "\(tag).1@customer.test",
-                                               to: "To: \"Wangwu | Example Sales\" <sales@example.com>", through: env.lab)
+        let nobody = try steps.newConversation(
+            customer: customer, messageID: "\(tag).1@customer.test",
+            to: "To: \"Wangwu | Example Sales\" <sales@example.com>", through: env.lab)
         #expect(nobody == nil, "Wangwu is away with no backup: manager only\n\(env.diagnostics)")
         let line = daemon.log(since: offset)
         #expect(line.contains("away") && line.contains("wangwu@example.com") && line.contains("rule=named"), "\(line)")
@@ -168,8 +182,10 @@ struct TeamSQLiteTests {
         try "From: <\(customer)>\r\nTo: Wangwu <sales@example.com>\r\nSubject: hi\r\n\r\nbody\r\n"
             .write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let check = try Command.run([daemon.binary, "check", "--config", daemon.configPath, "--from", customer,
-                                     "--rcpt", "sales@example.com", file])
+        let check = try Command.run([
+            daemon.binary, "check", "--config", daemon.configPath, "--from", customer,
+            "--rcpt", "sales@example.com", file,
+        ])
         #expect(check.output.contains("away: Wangwu is away and has no backup: manager only"), "\(check)")
 
         // Away and backup are reloadable: Lisi covers from now on.
@@ -182,11 +198,14 @@ struct TeamSQLiteTests {
         try daemon.rewriteConfig(TeamConfig.text(state: env.state, metricsPort: Self.metricsPort, wangwuBackup: "lisi"))
         try daemon.reload()
         #expect(poll(timeout: .seconds(10)) { daemon.log(since: reloaded).contains("configuration reloaded") })
-        let backup = try steps.newConversation(customer: customer, messageID: "\(tag).2@customer.test",
-                                               to: "To: Wangwu <sales@example.com>", through: env.lab)
+        let backup = try steps.newConversation(
+            customer: customer, messageID: "\(tag).2@customer.test",
+            to: "To: Wangwu <sales@example.com>", through: env.lab)
         #expect(backup == "lisi", "Wangwu is away: the manager and the backup Lisi\n\(env.diagnostics)")
-        let covered = try Command.run([daemon.binary, "check", "--config", daemon.configPath, "--from", customer,
-                                       "--rcpt", "sales@example.com", file])
+        let covered = try Command.run([
+            daemon.binary, "check", "--config", daemon.configPath, "--from", customer,
+            "--rcpt", "sales@example.com", file,
+        ])
         #expect(covered.output.contains("away: Wangwu is away: to the manager and the backup Lisi"), "\(covered)")
     }
 
@@ -194,8 +213,10 @@ struct TeamSQLiteTests {
     func template() throws {
         let tag = uniqueTag()
         let customer = "tpl-\(tag)@customer.test"
-        let out = try #require(try steps.staffAnswers(as: "zhangsan", customer: customer, answering: "none-\(tag)@customer.test",
-                                                      messageID: "z.\(tag)@example.com", through: env.lab))
+        let out = try #require(
+            try steps.staffAnswers(
+                as: "zhangsan", customer: customer, answering: "none-\(tag)@customer.test",
+                messageID: "z.\(tag)@example.com", through: env.lab))
         #expect(out.value("From") == "Zhangsan | Example Sales <sales@example.com>", "\(out)")
         #expect(!out.text.contains("zhangsan@example.com"))
         // New messages (no thread) to the rendered name, its encoded form, and the plain name.
@@ -204,8 +225,9 @@ struct TeamSQLiteTests {
             (2, "To: =?UTF-8?B?\(Data("Lisi | Example Sales".utf8).base64EncodedString())?= <sales@example.com>", "lisi"),
             (3, "To: Lisi <sales@example.com>", "lisi"),
         ] {
-            let got = try steps.newConversation(customer: "tpl\(number)-\(tag)@customer.test", messageID: "\(tag).\(number)@customer.test",
-                                                to: toLine, through: env.lab)
+            let got = try steps.newConversation(
+                customer: "tpl\(number)-\(tag)@customer.test", messageID: "\(tag).\(number)@customer.test",
+                to: toLine, through: env.lab)
             #expect(got == staff, "\(toLine)\n\(env.diagnostics)")
         }
     }
@@ -224,12 +246,14 @@ struct TeamSQLiteTests {
 
         try steps.staffAnswers(as: staff, customer: customer, answering: id, messageID: "s.\(id)", through: env.lab)
         // The record is written off the mail path: give the writer a moment.
-        #expect(poll(timeout: .seconds(10)) { ((try? steps.pending()) ?? [customer: ""])[customer] == nil },
-                "answered: no longer pending\n\(env.diagnostics)")
+        #expect(
+            poll(timeout: .seconds(10)) { ((try? steps.pending()) ?? [customer: ""])[customer] == nil },
+            "answered: no longer pending\n\(env.diagnostics)")
         #expect(try gauge(equals: before.count - 1))
         // The customer writes again: pending again.
-        _ = try steps.newConversation(customer: customer, messageID: "\(tag).2@customer.test", subject: "Re: A question",
-                                      inReplyTo: "s.\(id)", through: env.lab)
+        _ = try steps.newConversation(
+            customer: customer, messageID: "\(tag).2@customer.test", subject: "Re: A question",
+            inReplyTo: "s.\(id)", through: env.lab)
         #expect(poll(timeout: .seconds(10)) { ((try? steps.pending()) ?? [:])[customer] == "\(staff)@example.com" })
     }
 
@@ -274,15 +298,17 @@ struct TeamSQLiteTests {
         #expect(dry.contains("would forget \(customer)") && dry.contains("audit entries:          3"), "\(dry)")
         let done = try env.sharemail(["forget", "--customer", customer])
         // Sent: the round-robin thread and the staff's answer; audit: two inbound, one staff.
-        #expect(done.contains("forgot \(customer):") && done.contains("sent messages:          2")
+        #expect(
+            done.contains("forgot \(customer):") && done.contains("sent messages:          2")
                 && done.contains("audit entries:          3") && done.contains("pending conversations:  1"), "\(done)")
         #expect(!(try env.sharemail(["log", "--limit", "100000"])).contains(customer))
         #expect(try env.sharemail(["log", "--customer", customer]).contains("(no entries)"))
         #expect(try steps.pending()[customer] == nil)
         #expect(!(try env.sharemail(["pending"])).contains(customer))
         // The thread is forgotten too: the customer's next reply in it is a new conversation.
-        let after = try steps.newConversation(customer: customer, messageID: "\(tag).3@customer.test", inReplyTo: "s.\(id)",
-                                              through: env.lab)
+        let after = try steps.newConversation(
+            customer: customer, messageID: "\(tag).3@customer.test", inReplyTo: "s.\(id)",
+            through: env.lab)
         #expect(after != nil)
         #expect(try env.sharemail(["log", "--customer", customer]).contains("round-robin"))
     }
@@ -290,8 +316,9 @@ struct TeamSQLiteTests {
 
 // MARK: Two hosts, one PostgreSQL database
 
-@Suite("Team: round-robin across two Postfix+sharemail hosts sharing one PostgreSQL database", .serialized,
-       .memoryEnvironment(.postgres(hosts: 2), configuration: { TeamConfig.text(state: $0) }))
+@Suite(
+    "Team: round-robin across two Postfix+sharemail hosts sharing one PostgreSQL database", .serialized,
+    .memoryEnvironment(.postgres(hosts: 2), configuration: { TeamConfig.text(state: $0) }))
 struct TeamTwoHostTests {
     let env: MemoryEnvironment
     let steps: TeamSteps
@@ -310,8 +337,9 @@ struct TeamTwoHostTests {
             let host = number % 2
             let customer = "rr\(number)-\(tag)@customer.test"
             let id = "\(tag).\(number)@customer.test"
-            let staff = try #require(try steps.newConversation(customer: customer, messageID: id, through: env.labs[host]),
-                                     "conversation \(number) on host \(host + 1) reached no staff\n\(env.diagnostics)")
+            let staff = try #require(
+                try steps.newConversation(customer: customer, messageID: id, through: env.labs[host]),
+                "conversation \(number) on host \(host + 1) reached no staff\n\(env.diagnostics)")
             owners.append((customer, id, staff, host))
         }
         let sequence = owners.map(\.staff)
@@ -320,8 +348,9 @@ struct TeamTwoHostTests {
         // A follow-up through the other host finds the thread in the shared memory.
         for conversation in owners.prefix(2) {
             let other = env.labs[1 - conversation.host]
-            let followUp = try steps.newConversation(customer: conversation.customer, messageID: "f.\(conversation.messageID)",
-                                                     subject: "Re: A question", inReplyTo: conversation.messageID, through: other)
+            let followUp = try steps.newConversation(
+                customer: conversation.customer, messageID: "f.\(conversation.messageID)",
+                subject: "Re: A question", inReplyTo: conversation.messageID, through: other)
             #expect(followUp == conversation.staff, "\(conversation.customer) through the other host\n\(env.diagnostics)")
         }
         // Both hosts see the same pending list.

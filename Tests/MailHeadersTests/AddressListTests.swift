@@ -1,4 +1,5 @@
 import Testing
+
 @testable import MailHeaders
 
 /// Address-list syntax as real mail carries it (RFC 5322 plus obsolete forms).
@@ -99,24 +100,34 @@ import Testing
 
     @Test func groups() {
         let list = decoder.addressList("Team: a@x, Bob <b@y>;, c@z, undisclosed-recipients:;, Empty :  ; Last: d@w")
-        #expect(list.items == [
-            .group(Group(name: "Team", members: [
-                Mailbox(displayName: nil, address: "a@x", source: "a@x"),
-                Mailbox(displayName: "Bob", address: "b@y", source: "Bob <b@y>"),
-            ])),
-            .mailbox(Mailbox(displayName: nil, address: "c@z", source: "c@z")),
-            .group(Group(name: "undisclosed-recipients", members: [])),
-            .group(Group(name: "Empty", members: [])),
-            .group(Group(name: "Last", members: [Mailbox(displayName: nil, address: "d@w", source: "d@w")])),
-        ])
+        #expect(
+            list.items == [
+                .group(
+                    Group(
+                        name: "Team",
+                        members: [
+                            Mailbox(displayName: nil, address: "a@x", source: "a@x"),
+                            Mailbox(displayName: "Bob", address: "b@y", source: "Bob <b@y>"),
+                        ])),
+                .mailbox(Mailbox(displayName: nil, address: "c@z", source: "c@z")),
+                .group(Group(name: "undisclosed-recipients", members: [])),
+                .group(Group(name: "Empty", members: [])),
+                .group(Group(name: "Last", members: [Mailbox(displayName: nil, address: "d@w", source: "d@w")])),
+            ])
         #expect(list.mailboxes.map(\.address) == ["a@x", "b@y", "c@z", "d@w"])
     }
 
     @Test func encodedGroupName() {
         let list = decoder.addressList("=?UTF-8?B?6ZSA5ZSu6YOo?=: =?UTF-8?B?5byg5LiJ?= <z@x>;")
-        #expect(list.items == [.group(Group(name: "销售部", members: [
-            Mailbox(displayName: "张三", address: "z@x", source: "=?UTF-8?B?5byg5LiJ?= <z@x>"),
-        ]))])
+        #expect(
+            list.items == [
+                .group(
+                    Group(
+                        name: "销售部",
+                        members: [
+                            Mailbox(displayName: "张三", address: "z@x", source: "=?UTF-8?B?5byg5LiJ?= <z@x>")
+                        ]))
+            ])
     }
 
     /// Found by fuzzing: the tokenizer took `=?gb2312:=?utf-8?Q?=` for an encoded word
@@ -125,17 +136,29 @@ import Testing
     /// the decoder reads as an encoded word may hold specials.
     @Test func brokenWordDoesNotSwallowGroupColon() {
         let list = decoder.addressList("=?gb2312:=?utf-8?Q?=E5=BC=A0?= <z@x>;")
-        #expect(list.items == [.group(Group(name: "=?gb2312", members: [
-            Mailbox(displayName: "张", address: "z@x", source: "=?utf-8?Q?=E5=BC=A0?= <z@x>"),
-        ]))])
+        #expect(
+            list.items == [
+                .group(
+                    Group(
+                        name: "=?gb2312",
+                        members: [
+                            Mailbox(displayName: "张", address: "z@x", source: "=?utf-8?Q?=E5=BC=A0?= <z@x>")
+                        ]))
+            ])
         // The same after the engine-style rewrite of the member.
         let rewritten = decoder.rewritingMailboxes(in: "=?gb2312:\"=?x\" <z@x>;") {
             HeaderEncoder.mailbox(displayName: $0.displayName, address: "sales@x", smtpUTF8: false)
         }
         #expect(rewritten == "=?gb2312:=?UTF-8?B?PT94?= <sales@x>;")
-        #expect(decoder.addressList(rewritten ?? "").items == [.group(Group(name: "=?gb2312", members: [
-            Mailbox(displayName: "=?x", address: "sales@x", source: "=?UTF-8?B?PT94?= <sales@x>"),
-        ]))])
+        #expect(
+            decoder.addressList(rewritten ?? "").items == [
+                .group(
+                    Group(
+                        name: "=?gb2312",
+                        members: [
+                            Mailbox(displayName: "=?x", address: "sales@x", source: "=?UTF-8?B?PT94?= <sales@x>")
+                        ]))
+            ])
         // Real encoded words still keep their specials, also with "iso_8859-1:1987".
         #expect(pairs("=?utf-8?Q?a,b:c?= <z@x>") == [Pair("a,b:c", "z@x")])
         #expect(pairs("=?iso_8859-1:1987?Q?Ren=E9?= <r@x>") == [Pair("René", "r@x")])

@@ -1,5 +1,6 @@
 import PropertyBased
 import Testing
+
 @testable import MailHeaders
 
 /// Properties of scanning and rewriting, on headers built at random around
@@ -40,8 +41,10 @@ import Testing
         mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
     }
 
-    static let textPieces = ["a", "Z", "9", " ", " ", "回复", "：", "张三", "é", "ü", "(", ")", "<", ">", ",", ";", ":", "!",
-                             "报价", "Ä", "-", "_", "\"", ".", "Re", "x%y", "a=b", "+", "ß"]
+    static let textPieces = [
+        "a", "Z", "9", " ", " ", "回复", "：", "张三", "é", "ü", "(", ")", "<", ">", ",", ";", ":", "!",
+        "报价", "Ä", "-", "_", "\"", ".", "Re", "x%y", "a=b", "+", "ß",
+    ]
     /// What may sit right before an address: nothing that extends a local part.
     static let before = [" ", "<", "(", ":", "：", "张", ", ", "\"", "[", "报价"]
     /// What may follow: nothing that extends a domain.
@@ -85,7 +88,8 @@ import Testing
             let charset = dice.pick(["ISO-8859-1", "GB18030"])
             // Bytes that happen to be valid UTF-8 would be read as UTF-8: not this case.
             if let bytes = Charset.encode(decoded, label: charset), Charset.decode(bytes, label: charset) == decoded,
-               bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) == nil {
+                bytes.allSatisfy({ $0 < 0x80 }) || String(validating: bytes, as: UTF8.self) == nil
+            {
                 return Case(raw: bytes, decoded: decoded, expected: expected, rawCharset: charset, injected: injected)
             }
         }

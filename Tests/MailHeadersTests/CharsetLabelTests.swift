@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import MailHeaders
 
 /// Charsets as clients label them (issue 11): every label of the WHATWG Encoding Standard and
@@ -78,13 +79,17 @@ import Testing
         labels.map { Label(label: $0, encoding: encoding) }
     }
 
-    @Test("every WHATWG label and mail-library codec name decodes its encoding, in any case, with _ or -",
-          arguments: allLabels)
+    @Test(
+        "every WHATWG label and mail-library codec name decodes its encoding, in any case, with _ or -",
+        arguments: allLabels)
     func label(_ entry: Label) throws {
-        let sample = try #require(Self.replacementSamples[entry.label] ?? Self.samples[entry.encoding],
-                                  "no sample for \(entry.encoding)")
-        let spellings = [entry.label, entry.label.uppercased(), entry.label.replacingOccurrences(of: "-", with: "_"),
-                         entry.label.replacingOccurrences(of: "_", with: "-").capitalized]
+        let sample = try #require(
+            Self.replacementSamples[entry.label] ?? Self.samples[entry.encoding],
+            "no sample for \(entry.encoding)")
+        let spellings = [
+            entry.label, entry.label.uppercased(), entry.label.replacingOccurrences(of: "-", with: "_"),
+            entry.label.replacingOccurrences(of: "_", with: "-").capitalized,
+        ]
         for spelling in spellings {
             #expect(Charset.isKnown(spelling), "\(spelling)")
             #expect(Charset.decode(sample.bytes, label: spelling) == sample.text, "\(spelling)")
@@ -131,7 +136,7 @@ import Testing
 
     @Test("raw 8-bit bytes inside an encoded word are read in the word's charset, once")
     func rawEightBitInsideWord() {
-        let decoder = HeaderDecoder()   // fallback GB18030: must not touch the word's bytes
+        let decoder = HeaderDecoder()  // fallback GB18030: must not touch the word's bytes
         let raw: [UInt8] = Array("=?iso-8859-1?Q?Jos".utf8) + [0xE9] + Array("_M".utf8) + [0xFC] + Array("ller?= <jose@customer.test>".utf8)
         let list = decoder.addressList(decoder.text(fromRaw: raw))
         #expect(list.mailboxes.first?.displayName == "José Müller")

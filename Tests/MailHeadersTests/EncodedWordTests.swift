@@ -1,4 +1,5 @@
 import Testing
+
 @testable import MailHeaders
 
 /// RFC 2047 decoding in phrases and unstructured text, across the charsets real mail uses.

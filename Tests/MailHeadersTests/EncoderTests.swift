@@ -1,6 +1,7 @@
 import Foundation
 import PropertyBased
 import Testing
+
 @testable import MailHeaders
 
 /// Writing names that decode back exactly, and folding.
@@ -140,8 +141,9 @@ import Testing
                 let box = HeaderEncoder.mailbox(displayName: name, address: "sales@example.com", smtpUTF8: smtpUTF8)
                 let list = decoder.addressList(HeaderEncoder.fold(name: "To", value: box))
                 #expect(list.mailboxes.count == 1)
-                #expect(list.mailboxes.first?.displayName.map { Array($0.unicodeScalars) }
-                    == Self.expected(name).map { Array($0.unicodeScalars) })
+                #expect(
+                    list.mailboxes.first?.displayName.map { Array($0.unicodeScalars) }
+                        == Self.expected(name).map { Array($0.unicodeScalars) })
                 #expect(list.mailboxes.first?.address == "sales@example.com")
                 if !smtpUTF8 { #expect(box.utf8.allSatisfy { $0 < 0x80 }) }
             }
@@ -156,8 +158,9 @@ import Testing
             }.joined(separator: ", ")
             let boxes = decoder.addressList(HeaderEncoder.fold(name: "Cc", value: value)).mailboxes
             #expect(boxes.map(\.address) == names.indices.map { "u\($0)@example.com" })
-            #expect(boxes.map { $0.displayName.map { Array($0.unicodeScalars) } }
-                == names.map { Self.expected($0).map { Array($0.unicodeScalars) } })
+            #expect(
+                boxes.map { $0.displayName.map { Array($0.unicodeScalars) } }
+                    == names.map { Self.expected($0).map { Array($0.unicodeScalars) } })
         }
     }
 
@@ -176,9 +179,10 @@ import Testing
         let nice = Self.pool.filter { !["\t", "\u{200F}", "  "].contains($0) }
         for _ in 0..<200 {
             let n = Int.random(in: 1...40, using: &gen)
-            names.append((0..<n).map { _ in
-                Bool.random(using: &gen) ? nice.randomElement(using: &gen)! : String(UnicodeScalar(UInt32.random(in: 0x4E00...0x9FFF, using: &gen))!)
-            }.joined())
+            names.append(
+                (0..<n).map { _ in
+                    Bool.random(using: &gen) ? nice.randomElement(using: &gen)! : String(UnicodeScalar(UInt32.random(in: 0x4E00...0x9FFF, using: &gen))!)
+                }.joined())
         }
         names = names.filter { Self.expected($0) != nil }
         // Each name twice: RFC 2047 (7-bit) and raw UTF-8 (SMTPUTF8).

@@ -3,22 +3,24 @@ import Testing
 
 @Suite("Message identifiers")
 struct MessageIDTests {
-    @Test("References and In-Reply-To as clients write them", arguments: [
-        ("<a@x>", ["a@x"]),
-        ("<a@x> <b@y>\n\t<c@z>", ["a@x", "b@y", "c@z"]),
-        ("<a@x>,<b@y>", ["a@x", "b@y"]),
-        ("<a@x> (Zhang's message of Monday)", ["a@x"]),
-        ("\"Zhang\" <a@x>", ["a@x"]),
-        ("<a@x> <a@x>", ["a@x"]),
-        ("< a@x >", ["a@x"]),
-        ("<very.long.id@\n\thost>", ["very.long.id@host"]),
-        ("a@x b@y", ["a@x", "b@y"]),
-        ("(comment <not@an.id>) <real@id>", ["real@id"]),
-        ("<unclosed@x <b@y>", ["b@y"]),
-        ("", []),
-        ("<>", []),
-        ("garbage without ids", []),
-    ])
+    @Test(
+        "References and In-Reply-To as clients write them",
+        arguments: [
+            ("<a@x>", ["a@x"]),
+            ("<a@x> <b@y>\n\t<c@z>", ["a@x", "b@y", "c@z"]),
+            ("<a@x>,<b@y>", ["a@x", "b@y"]),
+            ("<a@x> (Zhang's message of Monday)", ["a@x"]),
+            ("\"Zhang\" <a@x>", ["a@x"]),
+            ("<a@x> <a@x>", ["a@x"]),
+            ("< a@x >", ["a@x"]),
+            ("<very.long.id@\n\thost>", ["very.long.id@host"]),
+            ("a@x b@y", ["a@x", "b@y"]),
+            ("(comment <not@an.id>) <real@id>", ["real@id"]),
+            ("<unclosed@x <b@y>", ["b@y"]),
+            ("", []),
+            ("<>", []),
+            ("garbage without ids", []),
+        ])
     func parse(value: String, expected: [String]) {
         #expect(MessageIDs.parse(value) == expected)
     }

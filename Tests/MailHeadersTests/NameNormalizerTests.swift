@@ -1,5 +1,5 @@
-import Testing
 import MailHeaders
+import Testing
 
 @Suite struct NameNormalizerTests {
     @Test(arguments: [

@@ -1,6 +1,7 @@
 import Foundation
 import PropertyBased
 import Testing
+
 @testable import MailHeaders
 
 /// Hostile and huge input never crashes and never loses the rest of the header.
@@ -11,8 +12,10 @@ import Testing
 
     /// Bytes biased towards header syntax, so the parser's corners get exercised.
     static let syntaxGen = Gen.int(in: 0...10_000).map { n -> String in
-        let pieces = ["\"", "\\", "(", ")", "<", ">", "@", ",", ";", ":", ".", "[", "]", " ", "\r\n ",
-                      "=?", "?=", "?B?", "?Q?", "utf-8", "gb2312", "5byg", "=E5", "a", "张", "\u{0}", "\t"]
+        let pieces = [
+            "\"", "\\", "(", ")", "<", ">", "@", ",", ";", ":", ".", "[", "]", " ", "\r\n ",
+            "=?", "?=", "?B?", "?Q?", "utf-8", "gb2312", "5byg", "=E5", "a", "张", "\u{0}", "\t",
+        ]
         return pieces[n % pieces.count]
     }.array(of: 0...200).map { $0.joined() }
 

@@ -1,12 +1,14 @@
-@testable import Milter
 import Testing
+
+@testable import Milter
 
 @Suite("Milter negotiation: what the MTA is asked to send")
 struct NegotiationTests {
     func options(_ socket: String, steps: Set<Milter.Step>, replies: Set<Milter.Step>) -> Milter.Options {
         let reply = Reply(code: 451, enhancedCode: "4.3.0", text: "try again later")
-        return Milter.Options(name: "test", socket: SocketSpec(libmilter: socket)!, actions: [], steps: steps, replies: replies,
-                              failureReplies: Milter.FailureReplies(applyFailed: reply, stopping: reply), errorMetric: "test_errors_total")
+        return Milter.Options(
+            name: "test", socket: SocketSpec(libmilter: socket)!, actions: [], steps: steps, replies: replies,
+            failureReplies: Milter.FailureReplies(applyFailed: reply, stopping: reply), errorMetric: "test_errors_total")
     }
 
     @Test("a unix socket gets exactly the filter's steps and replies")
@@ -16,8 +18,9 @@ struct NegotiationTests {
         #expect(negotiated.replies == [.recipient])
     }
 
-    @Test("a TCP socket also takes DATA, with a reply (Postfix would otherwise stall on Nagle)",
-          arguments: ["inet:8891@127.0.0.1", "inet6:8891@[::1]"])
+    @Test(
+        "a TCP socket also takes DATA, with a reply (Postfix would otherwise stall on Nagle)",
+        arguments: ["inet:8891@127.0.0.1", "inet6:8891@[::1]"])
     func tcpTakesData(socket: String) {
         let negotiated = options(socket, steps: [.connect, .mail, .recipient, .headers], replies: [.recipient]).negotiated
         #expect(negotiated.steps == [.connect, .mail, .recipient, .data, .headers])
@@ -51,16 +54,20 @@ struct SessionWithoutNegotiationTests {
 
 @Suite("Socket spec: one type for libmilter's and Postfix's spellings")
 struct SocketSpecTests {
-    @Test("libmilter spellings parse, and spell back the same", arguments: [
-        "unix:/run/sharemail/milter.sock", "inet:8891@127.0.0.1", "inet6:8891@::1",
-    ])
+    @Test(
+        "libmilter spellings parse, and spell back the same",
+        arguments: [
+            "unix:/run/sharemail/milter.sock", "inet:8891@127.0.0.1", "inet6:8891@::1",
+        ])
     func roundTrip(spec: String) {
         #expect(SocketSpec(libmilter: spec)?.libmilterSpelling == spec)
     }
 
-    @Test("local: is unix:; anything else libmilter would refuse is nil", arguments: [
-        "unix:", "inet:x@127.0.0.1", "inet:0@127.0.0.1", "tcp:8891", "/run/x.sock", "",
-    ])
+    @Test(
+        "local: is unix:; anything else libmilter would refuse is nil",
+        arguments: [
+            "unix:", "inet:x@127.0.0.1", "inet:0@127.0.0.1", "tcp:8891", "/run/x.sock", "",
+        ])
     func refused(spec: String) {
         #expect(SocketSpec(libmilter: spec) == nil)
         #expect(SocketSpec(libmilter: "local:/run/x.sock") == .unix(path: "/run/x.sock"))

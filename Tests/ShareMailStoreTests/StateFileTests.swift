@@ -33,8 +33,10 @@ import Testing
         defer { umask(previous) }
         let store = try Stores.open(.sqlite(path: path), logger: testLogger, timeout: .seconds(2))
         defer { store.close() }
-        try store.recordAudit(AuditEntry(time: at(0), queueID: "Q1", direction: "inbound", sender: "c@customer.test",
-                                         recipients: [sales], action: "accept", rule: "unnamed"))
+        try store.recordAudit(
+            AuditEntry(
+                time: at(0), queueID: "Q1", direction: "inbound", sender: "c@customer.test",
+                recipients: [sales], action: "accept", rule: "unnamed"))
         for file in [path, path + "-wal", path + "-shm"] {
             #expect(Self.mode(file) == 0o640, "\(file): \(String(Self.mode(file) ?? 0, radix: 8))")
         }
@@ -42,8 +44,11 @@ import Testing
         let reader = try Stores.open(.sqlite(path: path), logger: testLogger, timeout: .seconds(2), readOnly: true)
         defer { reader.close() }
         #expect(try reader.auditLog(LogFilter()).map(\.queueID) == ["Q1"])
-        #expect(throws: StoreError.self) { try reader.recordAudit(AuditEntry(
-            time: at(1), queueID: "Q2", direction: "inbound", sender: "", recipients: [], action: "accept", rule: "auto")) }
+        #expect(throws: StoreError.self) {
+            try reader.recordAudit(
+                AuditEntry(
+                    time: at(1), queueID: "Q2", direction: "inbound", sender: "", recipients: [], action: "accept", rule: "auto"))
+        }
     }
 
     @Test func aDeletedOrReplacedFileIsNoticed() throws {

@@ -17,11 +17,15 @@ struct StoredTimeTests {
         for (index, seconds) in [1_700_000_000.123, 2_200_000_000.999, 1_000_000_000.5].enumerated() {
             let time = Date(timeIntervalSince1970: seconds)
             try store.record([
-                .sent(SentMessage(messageID: "m\(index)@x", staff: zhangsan, mailbox: sales, customers: ["c@client.example"],
-                                  time: time, queueID: "Q\(index)")),
-                .audit(AuditEntry(time: time, queueID: "Q\(index)", direction: "staff", sender: zhangsan,
-                                  recipients: ["c@client.example", "d@client.example"], action: "accept", rule: "staff-reply",
-                                  staff: zhangsan, mailbox: sales, customer: "c@client.example")),
+                .sent(
+                    SentMessage(
+                        messageID: "m\(index)@x", staff: zhangsan, mailbox: sales, customers: ["c@client.example"],
+                        time: time, queueID: "Q\(index)")),
+                .audit(
+                    AuditEntry(
+                        time: time, queueID: "Q\(index)", direction: "staff", sender: zhangsan,
+                        recipients: ["c@client.example", "d@client.example"], action: "accept", rule: "staff-reply",
+                        staff: zhangsan, mailbox: sales, customer: "c@client.example")),
                 .assignment(.thread(messageID: "m\(index)@x"), staff: lisi, mailbox: sales, time: time),
             ])
         }

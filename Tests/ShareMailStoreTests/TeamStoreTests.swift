@@ -34,8 +34,10 @@ struct TeamStoreTests {
     @Test(arguments: Backend.allCases)
     func twoHostsTakeTurnsTogether(_ backend: Backend) throws {
         let location = try backend.freshLocation()
-        let hosts = [try Stores.open(location, logger: testLogger, timeout: .seconds(5)),
-                     try Stores.open(location, logger: testLogger, timeout: .seconds(5))]
+        let hosts = [
+            try Stores.open(location, logger: testLogger, timeout: .seconds(5)),
+            try Stores.open(location, logger: testLogger, timeout: .seconds(5)),
+        ]
         defer { for host in hosts { host.close() } }
         let taken = Locked<[String]>([])
         let failures = Locked<[String]>([])
@@ -74,22 +76,28 @@ struct TeamStoreTests {
             .waiting(WaitingMessage(mailbox: support, customer: a, staff: nil, subject: "support", time: at(20))),
         ])
         let all = try store.pending(PendingFilter())
-        #expect(all == [
-            PendingConversation(mailbox: sales, customer: a, subject: "first", staff: zhangsan, since: at(0), latest: at(10)),
-            PendingConversation(mailbox: sales, customer: b, subject: "other", staff: lisi, since: at(5), latest: at(5)),
-            PendingConversation(mailbox: support, customer: a, subject: "support", staff: nil, since: at(20), latest: at(20)),
-        ])
+        #expect(
+            all == [
+                PendingConversation(mailbox: sales, customer: a, subject: "first", staff: zhangsan, since: at(0), latest: at(10)),
+                PendingConversation(mailbox: sales, customer: b, subject: "other", staff: lisi, since: at(5), latest: at(5)),
+                PendingConversation(mailbox: support, customer: a, subject: "support", staff: nil, since: at(20), latest: at(20)),
+            ])
         #expect(try store.pending(PendingFilter(mailbox: support)).map(\.customer) == [a])
         #expect(try store.pending(PendingFilter(waitingSince: at(5))).map(\.customer) == [a, b])
-        #expect(try store.pendingSummary() == [PendingSummary(mailbox: sales, count: 2, oldest: at(0)),
-                                               PendingSummary(mailbox: support, count: 1, oldest: at(20))])
+        #expect(
+            try store.pendingSummary() == [
+                PendingSummary(mailbox: sales, count: 2, oldest: at(0)),
+                PendingSummary(mailbox: support, count: 1, oldest: at(20)),
+            ])
         // Zhangsan answers A from sales: A waits no more there, still at support.
         try store.record([.sent(sent("s1", by: zhangsan, to: [a], at: 30)), .answered(mailbox: sales, customers: [a])])
         #expect(try store.pending(PendingFilter()).map { "\($0.mailbox) \($0.customer)" } == ["\(sales) \(b)", "\(support) \(a)"])
         // A writes again: waiting from this message.
         try store.recordWaiting(WaitingMessage(mailbox: sales, customer: a, staff: nil, subject: "third", time: at(40)))
-        #expect(try store.pending(PendingFilter(mailbox: sales)).last == PendingConversation(
-            mailbox: sales, customer: a, subject: "third", staff: nil, since: at(40), latest: at(40)))
+        #expect(
+            try store.pending(PendingFilter(mailbox: sales)).last
+                == PendingConversation(
+                    mailbox: sales, customer: a, subject: "third", staff: nil, since: at(40), latest: at(40)))
         #expect(try store.prune(olderThan: at(21)) >= 2)  // b and support's a are older
         #expect(try store.pending(PendingFilter()).map(\.customer) == [a])
     }
@@ -100,8 +108,10 @@ struct TeamStoreTests {
         defer { store.close() }
         let gone = "gone@customer.test", kept = "kept@customer.test"
         func audit(_ sender: String, _ recipients: [String], customer: String?, _ queue: String) -> StoreRecord {
-            .audit(AuditEntry(time: at(0), queueID: queue, direction: "inbound", sender: sender, recipients: recipients,
-                              action: "accept", rule: "thread", staff: zhangsan, mailbox: sales, customer: customer))
+            .audit(
+                AuditEntry(
+                    time: at(0), queueID: queue, direction: "inbound", sender: sender, recipients: recipients,
+                    action: "accept", rule: "thread", staff: zhangsan, mailbox: sales, customer: customer))
         }
         try store.record([
             .sent(sent("only", by: zhangsan, to: [gone], at: 0)),

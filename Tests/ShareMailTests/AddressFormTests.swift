@@ -43,12 +43,13 @@ struct AddressFormTests {
         #expect(d.staff == [EmailAddress("wangwu@example.com")!])
     }
 
-    @Test("Internet → any form of the unified address: rule 1, the written recipient replaced by the manager",
-          arguments: [
-              rcpt("<sales+x@example.com>", "sales+x@example.com"), rcpt("<\"sales\"@example.com>", "\"sales\"@example.com"),
-              rcpt("<sales@example.com.>", "sales@example.com."), rcpt("<example.com!sales>", "sales@example.com"),
-              rcpt("<sales>", "sales@example.com"),
-          ])
+    @Test(
+        "Internet → any form of the unified address: rule 1, the written recipient replaced by the manager",
+        arguments: [
+            rcpt("<sales+x@example.com>", "sales+x@example.com"), rcpt("<\"sales\"@example.com>", "\"sales\"@example.com"),
+            rcpt("<sales@example.com.>", "sales@example.com."), rcpt("<example.com!sales>", "sales@example.com"),
+            rcpt("<sales>", "sales@example.com"),
+        ])
     func unifiedForms(form: EnvelopeAddress) {
         var facts = message(internet, from: "<c@customer.test>", to: [])
         facts.recipients = [form]
@@ -58,23 +59,29 @@ struct AddressFormTests {
         #expect(d.rule == "unnamed")
     }
 
-    @Test("Staff → a bang path or percent hack Postfix relays to the Internet: rule 3, not rule 5",
-          arguments: [
-              rcpt("<customer.test!buyer>", "buyer@customer.test"),
-              rcpt("<buyer%customer.test@[127.0.0.1]>", "buyer@customer.test"),
-              rcpt("<buyer@customer.test.>", "buyer@customer.test"),
-          ])
+    @Test(
+        "Staff → a bang path or percent hack Postfix relays to the Internet: rule 3, not rule 5",
+        arguments: [
+            rcpt("<customer.test!buyer>", "buyer@customer.test"),
+            rcpt("<buyer%customer.test@[127.0.0.1]>", "buyer@customer.test"),
+            rcpt("<buyer@customer.test.>", "buyer@customer.test"),
+        ])
     func outboundForms(form: EnvelopeAddress) {
-        var facts = message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [],
-                            headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m1@example.com>")])
+        var facts = message(
+            staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [],
+            headers: [("From", "zhangsan@example.com"), ("Message-ID", "<m1@example.com>")])
         facts.recipients = [form]
         let d = engine.decide(facts)
         #expect(d.rule == "staff-out", "\(d.reasons)")
         #expect(d.envelopeSender == EmailAddress("sales@example.com"))
         #expect(d.added == ["manager@example.com"])
-        #expect(d.memoryUpdates == [.sent(messageID: "m1@example.com", staff: EmailAddress("zhangsan@example.com")!,
-                                          mailbox: EmailAddress("sales@example.com")!,
-                                          customers: [EmailAddress("buyer@customer.test")!])])
+        #expect(
+            d.memoryUpdates == [
+                .sent(
+                    messageID: "m1@example.com", staff: EmailAddress("zhangsan@example.com")!,
+                    mailbox: EmailAddress("sales@example.com")!,
+                    customers: [EmailAddress("buyer@customer.test")!])
+            ])
         // And a staff who may not send is refused at RCPT, whatever the form.
         guard case .reject = engine.checkRecipient(form, submission: staffLogin("wangwu"), sender: "<wangwu@example.com>") else {
             Issue.record("wangwu → \(form) should be refused")
@@ -119,8 +126,9 @@ struct AddressFormTests {
         }
         #expect(reply.code == 451)
         let noSender = Self.rcpt("<example.com!zhangsan>", nil)
-        #expect(engine.checkRecipient("<c@customer.test>", submission: localSubmission, sender: noSender)
-                    == .tempfail(PolicyEngine.cannotPlaceSender, reason: "the sender <example.com!zhangsan> has no resolved address sharemail can place"))
+        #expect(
+            engine.checkRecipient("<c@customer.test>", submission: localSubmission, sender: noSender)
+                == .tempfail(PolicyEngine.cannotPlaceSender, reason: "the sender <example.com!zhangsan> has no resolved address sharemail can place"))
         var facts = message(localSubmission, from: "zhangsan@example.com", to: [])
         facts.recipients = [unknown]
         #expect(engine.decide(facts).action == .tempfail(PolicyEngine.cannotPlace))
@@ -128,8 +136,9 @@ struct AddressFormTests {
 
     @Test("a customer's own +extension is theirs: not folded outside local domains")
     func customerExtensionKept() {
-        var facts = message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [],
-                            headers: [("Message-ID", "<m2@example.com>")])
+        var facts = message(
+            staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [],
+            headers: [("Message-ID", "<m2@example.com>")])
         facts.recipients = [Self.rcpt("<buyer+orders@customer.test>", "buyer+orders@customer.test")]
         let d = engine.decide(facts)
         guard case .sent(_, _, _, let customers) = d.memoryUpdates.first else {
@@ -143,8 +152,10 @@ struct AddressFormTests {
     func delimiterVariants() throws {
         let none = try ConfigurationLoader.load(text: "recipient_delimiter = \"\"\n" + seedTOML, file: "t").0
         let plain = PolicyEngine(configuration: none)
-        #expect(plain.checkRecipient(Self.rcpt("<zhangsan+x@example.com>", "zhangsan+x@example.com"),
-                                     submission: internet, sender: "<c@customer.test>") == .accept)
+        #expect(
+            plain.checkRecipient(
+                Self.rcpt("<zhangsan+x@example.com>", "zhangsan+x@example.com"),
+                submission: internet, sender: "<c@customer.test>") == .accept)
         let several = PolicyEngine(configuration: try ConfigurationLoader.load(text: "recipient_delimiter = \"+-\"\n" + seedTOML, file: "t").0)
         for form in ["zhangsan-x@example.com", "zhangsan+y-z@example.com"] {
             #expect(several.checkRecipient(Self.rcpt("<\(form)>", form), submission: internet, sender: "<c@customer.test>") != .accept, "\(form)")
@@ -181,8 +192,9 @@ struct AddressFormTests {
 
     @Test("an ORCPT that names the staff: the recipient is removed and added back without it")
     func originalRecipientNamingStaff() {
-        var facts = message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [],
-                            headers: [("Message-ID", "<m3@example.com>")])
+        var facts = message(
+            staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [],
+            headers: [("Message-ID", "<m3@example.com>")])
         let tainted = Self.rcpt("<buyer@customer.test>", "buyer@customer.test", ["NOTIFY=SUCCESS", "ORCPT=rfc822;zhangsan+40example.com"])
         let clean = Self.rcpt("<other@customer.test>", "other@customer.test", ["ORCPT=rfc822;other+40customer.test"])
         facts.recipients = [tainted, clean]
@@ -193,18 +205,22 @@ struct AddressFormTests {
 
     // MARK: Only the manager reassigns
 
-    static let redirectHeaders = [("Resent-From", "manager@example.com"), ("Resent-To", "lisi@example.com"),
-                                  ("Message-ID", "<customer-9@customer.test>")]
+    static let redirectHeaders = [
+        ("Resent-From", "manager@example.com"), ("Resent-To", "lisi@example.com"),
+        ("Message-ID", "<customer-9@customer.test>"),
+    ]
 
-    @Test("a Resent-* redirect assigns only when the manager sends it", arguments: [
-        (staffLogin("manager"), "<manager@example.com>", true),
-        (staffLogin("outsider"), "<manager@example.com>", false),
-        (staffLogin("outsider"), "<outsider@example.com>", false),
-        (localSubmission, "manager@example.com", true),
-        (localSubmission, "someone@example.com", false),
-        (Submission(channel: .smtp, clientAddress: IPAddress("10.1.2.3")), "<manager@example.com>", true),
-        (Submission(channel: .smtp, clientAddress: IPAddress("10.1.2.3")), "<webmail@example.com>", false),
-    ])
+    @Test(
+        "a Resent-* redirect assigns only when the manager sends it",
+        arguments: [
+            (staffLogin("manager"), "<manager@example.com>", true),
+            (staffLogin("outsider"), "<manager@example.com>", false),
+            (staffLogin("outsider"), "<outsider@example.com>", false),
+            (localSubmission, "manager@example.com", true),
+            (localSubmission, "someone@example.com", false),
+            (Submission(channel: .smtp, clientAddress: IPAddress("10.1.2.3")), "<manager@example.com>", true),
+            (Submission(channel: .smtp, clientAddress: IPAddress("10.1.2.3")), "<webmail@example.com>", false),
+        ])
     func onlyTheManagerReassigns(submission: Submission, sender: String, assigns: Bool) {
         let d = engine.decide(message(submission, from: sender, to: ["<lisi@example.com>"], headers: Self.redirectHeaders))
         #expect(d.memoryUpdates.isEmpty != assigns, "\(submission) \(sender): \(d.reasons)")
@@ -213,8 +229,10 @@ struct AddressFormTests {
 
     @Test("a staff's forged redirect assigns nothing (and is plain staff mail)")
     func staffCannotReassign() {
-        let d = engine.decide(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: ["<lisi@example.com>"],
-                                      headers: Self.redirectHeaders))
+        let d = engine.decide(
+            message(
+                staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: ["<lisi@example.com>"],
+                headers: Self.redirectHeaders))
         #expect(d.memoryUpdates.isEmpty)
     }
 }

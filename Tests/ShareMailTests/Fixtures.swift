@@ -3,40 +3,40 @@ import ShareMail
 /// The seed's team: manager, Zhangsan and Lisi behind sales@example.com,
 /// plus Wangwu, who may receive Internet mail but not send it.
 let seedTOML = """
-socket = "unix:/run/sharemail/milter.sock"
-trusted_networks = ["10.1.0.0/16", "2001:db8:1::/48"]
+    socket = "unix:/run/sharemail/milter.sock"
+    trusted_networks = ["10.1.0.0/16", "2001:db8:1::/48"]
 
-[[mailbox]]
-address = "sales@example.com"
-manager = "manager@example.com"
-manager_login = "manager"
-forward_unnamed = true
+    [[mailbox]]
+    address = "sales@example.com"
+    manager = "manager@example.com"
+    manager_login = "manager"
+    forward_unnamed = true
 
-  [[mailbox.staff]]
-  name = "Zhangsan"
-  aliases = ["Zhang San", "张三"]
-  address = "zhangsan@example.com"
-  login = "zhangsan"
+      [[mailbox.staff]]
+      name = "Zhangsan"
+      aliases = ["Zhang San", "张三"]
+      address = "zhangsan@example.com"
+      login = "zhangsan"
 
-  [[mailbox.staff]]
-  name = "Lisi"
-  address = "lisi@example.com"
-  login = "lisi"
+      [[mailbox.staff]]
+      name = "Lisi"
+      address = "lisi@example.com"
+      login = "lisi"
 
-  [[mailbox.staff]]
-  name = "Wangwu"
-  address = "wangwu@example.com"
-  login = "wangwu"
-  receive_internet = true
-  send_internet = false
+      [[mailbox.staff]]
+      name = "Wangwu"
+      address = "wangwu@example.com"
+      login = "wangwu"
+      receive_internet = true
+      send_internet = false
 
-[[mailbox]]
-address = "support@example.org"
+    [[mailbox]]
+    address = "support@example.org"
 
-  [[mailbox.staff]]
-  name = "Zhaoliu"
-  address = "zhaoliu@example.org"
-"""
+      [[mailbox.staff]]
+      name = "Zhaoliu"
+      address = "zhaoliu@example.org"
+    """
 
 func seedEngine() throws -> PolicyEngine {
     let (configuration, _) = try ConfigurationLoader.load(text: seedTOML, file: "seed.toml")
@@ -49,10 +49,13 @@ func staffLogin(_ login: String) -> Submission {
 }
 let localSubmission = Submission(channel: .local)
 
-func message(_ submission: Submission, from sender: String, to recipients: [String],
-             headers: [(String, String)] = [], smtpUTF8: Bool = false) -> MessageFacts {
-    MessageFacts(submission: submission, sender: EnvelopeAddress(sender), recipients: recipients.map { EnvelopeAddress($0) },
-                 headers: headers.map { Header(name: $0.0, value: $0.1) }, smtpUTF8: smtpUTF8, uniqueToken: "token")
+func message(
+    _ submission: Submission, from sender: String, to recipients: [String],
+    headers: [(String, String)] = [], smtpUTF8: Bool = false
+) -> MessageFacts {
+    MessageFacts(
+        submission: submission, sender: EnvelopeAddress(sender), recipients: recipients.map { EnvelopeAddress($0) },
+        headers: headers.map { Header(name: $0.0, value: $0.1) }, smtpUTF8: smtpUTF8, uniqueToken: "token")
 }
 
 extension Decision {

@@ -14,14 +14,17 @@ struct LeakTests {
     init() throws { engine = try seedEngine() }
 
     func send(_ headers: [(String, String)]) -> Decision {
-        engine.decide(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>",
-                              to: ["<customer@customer.test>"], headers: headers))
+        engine.decide(
+            message(
+                staffLogin("zhangsan"), from: "<zhangsan@example.com>",
+                to: ["<customer@customer.test>"], headers: headers))
     }
 
     func sendRaw(_ headers: [Header], engine: PolicyEngine? = nil) -> Decision {
-        (engine ?? self.engine).decide(MessageFacts(
-            submission: staffLogin("zhangsan"), sender: "<zhangsan@example.com>",
-            recipients: ["<customer@customer.test>"], headers: headers, uniqueToken: "token"))
+        (engine ?? self.engine).decide(
+            MessageFacts(
+                submission: staffLogin("zhangsan"), sender: "<zhangsan@example.com>",
+                recipients: ["<customer@customer.test>"], headers: headers, uniqueToken: "token"))
     }
 
     /// The header as the customer reads it: every encoded word decoded.
@@ -34,8 +37,9 @@ struct LeakTests {
     func expectNoStaffLeft(_ d: Decision, sourceLocation: SourceLocation = #_sourceLocation) {
         for change in d.headerChanges where change.operation != .delete {
             let text = decoder.unstructured(change.value ?? "").lowercased()
-            #expect(!text.contains("zhangsan@") && !text.contains("lisi@") && !text.contains("\"zhangsan\"@"),
-                    "\(change.name): \(text)", sourceLocation: sourceLocation)
+            #expect(
+                !text.contains("zhangsan@") && !text.contains("lisi@") && !text.contains("\"zhangsan\"@"),
+                "\(change.name): \(text)", sourceLocation: sourceLocation)
         }
     }
 
@@ -93,7 +97,10 @@ struct LeakTests {
         #expect(d.change("References")?.value == "<CAF1@mail.customer.test> <20261202090909.wxyz%sales@example.com>")
         #expect(d.adds("Message-ID") == nil)
         let sent = try #require(d.memoryUpdates.first)
-        guard case .sent(let messageID, _, _, _) = sent else { Issue.record("\(sent)"); return }
+        guard case .sent(let messageID, _, _, _) = sent else {
+            Issue.record("\(sent)")
+            return
+        }
         #expect(messageID == "20261203101010.abcd%sales@example.com")
         expectNoStaffLeft(d)
     }
@@ -106,20 +113,24 @@ struct LeakTests {
         #expect(messageID == "abc.123@mail.example.com")
     }
 
-    @Test("glued after =, + or %, or in a list's bounce address: only the staff part is replaced", arguments: [
-        ("x=zhangsan@example.com", "x=sales@example.com"),
-        ("a+zhangsan@example.com", "a+sales@example.com"),
-        ("relay%zhangsan@example.com", "relay%sales@example.com"),
-        ("list-bounces+zhangsan=example.com@lists.test", "list-bounces+sales=example.com@lists.test"),
-    ])
+    @Test(
+        "glued after =, + or %, or in a list's bounce address: only the staff part is replaced",
+        arguments: [
+            ("x=zhangsan@example.com", "x=sales@example.com"),
+            ("a+zhangsan@example.com", "a+sales@example.com"),
+            ("relay%zhangsan@example.com", "relay%sales@example.com"),
+            ("list-bounces+zhangsan=example.com@lists.test", "list-bounces+sales=example.com@lists.test"),
+        ])
     func glued(value: String, expected: String) {
         #expect(send([("X-Trace", value)]).change("X-Trace")?.value == expected)
     }
 
-    @Test("quoted local part, +extension, fold after @, any case: in address lists the whole mailbox, elsewhere in place", arguments: [
-        "\"zhangsan\"@example.com", "zhangsan+tag@example.com", "zhangsan@\r\n example.com", "ZHANGSAN@EXAMPLE.COM",
-        "Zhang San <\"ZhangSan\"@example.com>", "zhangsan@mx.example.com",
-    ])
+    @Test(
+        "quoted local part, +extension, fold after @, any case: in address lists the whole mailbox, elsewhere in place",
+        arguments: [
+            "\"zhangsan\"@example.com", "zhangsan+tag@example.com", "zhangsan@\r\n example.com", "ZHANGSAN@EXAMPLE.COM",
+            "Zhang San <\"ZhangSan\"@example.com>", "zhangsan@mx.example.com",
+        ])
     func odd(value: String) {
         let d = send([("Reply-To", value), ("X-Original-Account", "me: \(value).")])
         #expect(d.change("Reply-To")?.value == "Zhangsan <sales@example.com>")
@@ -132,10 +143,13 @@ struct LeakTests {
     func loginAndLocalDomains() throws {
         let toml = seedTOML.replacingOccurrences(of: "login = \"zhangsan\"", with: "login = \"zs\"")
         let engine = PolicyEngine(configuration: try ConfigurationLoader.load(text: toml, file: "t").0)
-        let d = engine.decide(message(staffLogin("zs"), from: "<zhangsan@example.com>", to: ["<c@customer.test>"], headers: [
-            ("X-A", "zs@example.com"), ("X-B", "zhangsan@example.org"), ("X-C", "zs@smtp.mx.example.com"),
-            ("X-D", "zhangsan@customer.test"), ("X-E", "manager@example.com"), ("X-F", "zsx@example.com"),
-        ]))
+        let d = engine.decide(
+            message(
+                staffLogin("zs"), from: "<zhangsan@example.com>", to: ["<c@customer.test>"],
+                headers: [
+                    ("X-A", "zs@example.com"), ("X-B", "zhangsan@example.org"), ("X-C", "zs@smtp.mx.example.com"),
+                    ("X-D", "zhangsan@customer.test"), ("X-E", "manager@example.com"), ("X-F", "zsx@example.com"),
+                ]))
         #expect(d.change("X-A")?.value == "sales@example.com")
         #expect(d.change("X-B")?.value == "sales@example.com")
         #expect(d.change("X-C")?.value == "sales@example.com")
@@ -182,11 +196,13 @@ struct LeakTests {
     /// Every form, in every kind of header, raw and encoded: whatever the engine writes
     /// holds no staff address in any reading (the scanner checks, with the staff's
     /// addresses, logins and local parts in example.com and its subdomains).
-    @Test("every form in every kind of header: nothing written names a staff", arguments: [
-        "zhangsan@example.com", "ZhangSan@EXAMPLE.com", "\"zhangsan\"@example.com", "zhangsan+tag@example.com",
-        "zhangsan@\r\n example.com", "<id.1%zhangsan@example.com>", "x=zhangsan@example.com", "a+lisi@example.com",
-        "zhangsan@mx.example.com", "list-bounces+zhangsan=example.com@lists.test", "\"lisi\"+x@Example.Com",
-    ])
+    @Test(
+        "every form in every kind of header: nothing written names a staff",
+        arguments: [
+            "zhangsan@example.com", "ZhangSan@EXAMPLE.com", "\"zhangsan\"@example.com", "zhangsan+tag@example.com",
+            "zhangsan@\r\n example.com", "<id.1%zhangsan@example.com>", "x=zhangsan@example.com", "a+lisi@example.com",
+            "zhangsan@mx.example.com", "list-bounces+zhangsan=example.com@lists.test", "\"lisi\"+x@Example.Com",
+        ])
     func everyFormEverywhere(form: String) {
         let scanner = AddressScanner()
         let isStaff = { (address: String) -> Bool in
@@ -212,8 +228,10 @@ struct LeakTests {
 
     @Test("UTF-8 headers go out as text; values without @ or encoded words are never touched")
     func untouched() {
-        let d = send([("Subject", "报价 for order 42"), ("X-Note", "=?UTF-8?B?\(Self.b64("没有地址"))?="),
-                      ("Keywords", "zhangsan, example.com")])
+        let d = send([
+            ("Subject", "报价 for order 42"), ("X-Note", "=?UTF-8?B?\(Self.b64("没有地址"))?="),
+            ("Keywords", "zhangsan, example.com"),
+        ])
         #expect(d.headerChanges.allSatisfy { $0.raw == nil })
         #expect(d.change("Subject") == nil)
         #expect(d.change("X-Note") == nil)

@@ -22,8 +22,10 @@ struct OutboundTests {
 
     @Test("rule 3: From, envelope sender and every header lose the staff address")
     func rewrite() throws {
-        let d = engine.decide(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>",
-                                      to: ["<customer@customer.test>"], headers: leakyHeaders))
+        let d = engine.decide(
+            message(
+                staffLogin("zhangsan"), from: "<zhangsan@example.com>",
+                to: ["<customer@customer.test>"], headers: leakyHeaders))
         #expect(d.isAccept)
         #expect(d.envelopeSender?.value == "sales@example.com")
         #expect(d.added == ["manager@example.com"])
@@ -46,10 +48,14 @@ struct OutboundTests {
 
     @Test("rule 3: an existing Message-ID is kept; extra From and Sender headers are deleted last-first")
     func duplicates() {
-        let d = engine.decide(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: ["<c@customer.test>"],
-                                      headers: [("From", "zhangsan@example.com"), ("Message-ID", "<abc@client>"),
-                                                ("From", "x@y.test"), ("Sender", "a@b.test"), ("From", "z@y.test"),
-                                                ("Sender", "zhangsan@example.com")]))
+        let d = engine.decide(
+            message(
+                staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: ["<c@customer.test>"],
+                headers: [
+                    ("From", "zhangsan@example.com"), ("Message-ID", "<abc@client>"),
+                    ("From", "x@y.test"), ("Sender", "a@b.test"), ("From", "z@y.test"),
+                    ("Sender", "zhangsan@example.com"),
+                ]))
         #expect(d.adds("Message-ID") == nil)
         #expect(d.deletes("From") == [3, 2])
         #expect(d.deletes("Sender") == [2, 1])
@@ -57,8 +63,10 @@ struct OutboundTests {
 
     @Test("rule 3: a staff who copies the unified address gives the manager one copy, not two")
     func copyToUnified() {
-        let d = engine.decide(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>",
-                                      to: ["<c@customer.test>", "<sales@example.com>"], headers: [("Cc", "sales@example.com")]))
+        let d = engine.decide(
+            message(
+                staffLogin("zhangsan"), from: "<zhangsan@example.com>",
+                to: ["<c@customer.test>", "<sales@example.com>"], headers: [("Cc", "sales@example.com")]))
         #expect(d.removeRecipients == ["<sales@example.com>"])
         #expect(d.added == ["manager@example.com"])
     }
@@ -73,14 +81,18 @@ struct OutboundTests {
     func encodedName() throws {
         let toml = seedTOML.replacingOccurrences(of: "name = \"Lisi\"", with: "name = \"李四\"")
         let engine = PolicyEngine(configuration: try ConfigurationLoader.load(text: toml, file: "t").0)
-        let plain = engine.decide(message(staffLogin("lisi"), from: "<lisi@example.com>", to: ["<c@customer.test>"],
-                                          headers: [("From", "lisi@example.com")]))
+        let plain = engine.decide(
+            message(
+                staffLogin("lisi"), from: "<lisi@example.com>", to: ["<c@customer.test>"],
+                headers: [("From", "lisi@example.com")]))
         let from = try #require(plain.change("From")?.value)
         #expect(from.hasPrefix("=?UTF-8?"))
         #expect(from.hasSuffix("<sales@example.com>"))
         #expect(from.unicodeScalars.allSatisfy { $0.isASCII })
-        let utf8 = engine.decide(message(staffLogin("lisi"), from: "<lisi@example.com>", to: ["<c@customer.test>"],
-                                         headers: [("From", "lisi@example.com")], smtpUTF8: true))
+        let utf8 = engine.decide(
+            message(
+                staffLogin("lisi"), from: "<lisi@example.com>", to: ["<c@customer.test>"],
+                headers: [("From", "lisi@example.com")], smtpUTF8: true))
         let raw = try #require(utf8.change("From")?.value)
         #expect(raw == "\"李四\" <sales@example.com>" || raw == "李四 <sales@example.com>")
     }
@@ -111,15 +123,19 @@ struct OutboundTests {
 
     @Test("rule 3: local submission with a staff envelope sender is staff mail")
     func localStaff() {
-        let d = engine.decide(message(localSubmission, from: "zhangsan@example.com", to: ["customer@customer.test"],
-                                      headers: [("From", "zhangsan@example.com")]))
+        let d = engine.decide(
+            message(
+                localSubmission, from: "zhangsan@example.com", to: ["customer@customer.test"],
+                headers: [("From", "zhangsan@example.com")]))
         #expect(d.envelopeSender?.value == "sales@example.com")
         #expect(d.added == ["manager@example.com"])
     }
 
-    @Test("rule 3: a trusted client with a staff envelope sender is staff; untrusted is not", arguments: [
-        ("10.1.2.3", true), ("2001:db8:1::5", true), ("::ffff:10.1.0.9", true), ("10.2.0.1", false), ("198.51.100.7", false),
-    ])
+    @Test(
+        "rule 3: a trusted client with a staff envelope sender is staff; untrusted is not",
+        arguments: [
+            ("10.1.2.3", true), ("2001:db8:1::5", true), ("::ffff:10.1.0.9", true), ("10.2.0.1", false), ("198.51.100.7", false),
+        ])
     func trustedNetworks(client: String, staff: Bool) {
         let submission = Submission(channel: .smtp, clientAddress: IPAddress(client))
         let (role, _) = engine.role(of: submission, sender: "<zhangsan@example.com>")
@@ -128,8 +144,10 @@ struct OutboundTests {
 
     @Test("rule 3: the null sender stays null")
     func nullSender() {
-        let d = engine.decide(message(staffLogin("zhangsan"), from: "<>", to: ["<c@customer.test>"],
-                                      headers: [("From", "zhangsan@example.com")]))
+        let d = engine.decide(
+            message(
+                staffLogin("zhangsan"), from: "<>", to: ["<c@customer.test>"],
+                headers: [("From", "zhangsan@example.com")]))
         #expect(d.envelopeSender == nil)
         #expect(d.change("From") != nil)
     }
@@ -144,8 +162,9 @@ struct OutboundTests {
             EnvelopeAddress(written: "<postmaster>", resolved: "postmaster"),
         ]
         for rcpt in recipients {
-            var facts = message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [],
-                                headers: [("From", "zhangsan@example.com")])
+            var facts = message(
+                staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: [],
+                headers: [("From", "zhangsan@example.com")])
             facts.recipients = [rcpt]
             let d = engine.decide(facts)
             #expect(!d.changesMessage, "\(rcpt)")
@@ -155,8 +174,10 @@ struct OutboundTests {
 
     @Test("rule 5: the manager (authenticated, not staff) writes to a staff who refuses Internet mail")
     func managerToStaff() {
-        #expect(engine.checkRecipient("<zhangsan@example.com>", submission: staffLogin("manager"),
-                                      sender: "<manager@example.com>") == .accept)
+        #expect(
+            engine.checkRecipient(
+                "<zhangsan@example.com>", submission: staffLogin("manager"),
+                sender: "<manager@example.com>") == .accept)
         let d = engine.decide(message(staffLogin("manager"), from: "<manager@example.com>", to: ["<zhangsan@example.com>"]))
         #expect(!d.changesMessage)
         #expect(d.role == .internal)
@@ -164,8 +185,10 @@ struct OutboundTests {
 
     @Test("a From header alone never makes anyone staff")
     func fromHeaderIsNotIdentity() {
-        let d = engine.decide(message(staffLogin("manager"), from: "<manager@example.com>", to: ["<c@customer.test>"],
-                                      headers: [("From", "zhangsan@example.com")]))
+        let d = engine.decide(
+            message(
+                staffLogin("manager"), from: "<manager@example.com>", to: ["<c@customer.test>"],
+                headers: [("From", "zhangsan@example.com")]))
         #expect(!d.changesMessage)
     }
 
@@ -173,7 +196,8 @@ struct OutboundTests {
     func onlyConfiguredAdded() throws {
         let configured = Set(engine.configuration.mailboxes.flatMap { [$0.address, $0.manager] + $0.staff.map(\.address) })
         let inputs = [
-            message(internet, from: "<a@b.test>", to: ["<sales@example.com>"], headers: [("To", "\"Evil\" <evil@attacker.test>, \"Zhangsan\" <sales@example.com>")]),
+            message(
+                internet, from: "<a@b.test>", to: ["<sales@example.com>"], headers: [("To", "\"Evil\" <evil@attacker.test>, \"Zhangsan\" <sales@example.com>")]),
             message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: ["<x@y.test>"], headers: [("Cc", "evil@attacker.test")]),
             message(internet, from: "<a@b.test>", to: ["<wangwu@example.com>", "<sales@example.com>"]),
         ]

@@ -7,8 +7,9 @@ struct RobustnessTests {
     init() throws { engine = try seedEngine() }
 
     func expectManagerCopy(_ headers: [Header], sourceLocation: SourceLocation = #_sourceLocation) {
-        let facts = MessageFacts(submission: internet, sender: "<c@customer.test>", recipients: ["<sales@example.com>"],
-                                 headers: headers, uniqueToken: "t")
+        let facts = MessageFacts(
+            submission: internet, sender: "<c@customer.test>", recipients: ["<sales@example.com>"],
+            headers: headers, uniqueToken: "t")
         let d = engine.decide(facts)
         #expect(d.isAccept, sourceLocation: sourceLocation)
         #expect(d.added.first == "manager@example.com", sourceLocation: sourceLocation)
@@ -32,8 +33,10 @@ struct RobustnessTests {
 
     @Test func eightBitGarbage() {
         let garbage: [UInt8] = (0..<4_096).map { UInt8(0x80 + $0 % 0x80) } + [0, 0xFF, 0xFE, 0x22, 0x3C, 0x40]
-        expectManagerCopy([Header(name: "To", raw: garbage), Header(name: "From", raw: garbage),
-                           Header(name: "Cc", raw: [0xD5, 0xC5, 0xC8, 0xFD, 0x20, 0x3C] + Array("sales@example.com>".utf8))])
+        expectManagerCopy([
+            Header(name: "To", raw: garbage), Header(name: "From", raw: garbage),
+            Header(name: "Cc", raw: [0xD5, 0xC5, 0xC8, 0xFD, 0x20, 0x3C] + Array("sales@example.com>".utf8)),
+        ])
     }
 
     @Test func unbalancedSyntax() {
@@ -44,10 +47,11 @@ struct RobustnessTests {
 
     @Test("a staff sender's garbage headers still produce a clean From")
     func outboundGarbage() {
-        let facts = MessageFacts(submission: staffLogin("zhangsan"), sender: "<zhangsan@example.com>",
-                                 recipients: ["<c@customer.test>"],
-                                 headers: [Header(name: "From", raw: [0xFF, 0x00, 0x40]), Header(name: "Reply-To", raw: [0x80, 0x40, 0x40])],
-                                 uniqueToken: "t")
+        let facts = MessageFacts(
+            submission: staffLogin("zhangsan"), sender: "<zhangsan@example.com>",
+            recipients: ["<c@customer.test>"],
+            headers: [Header(name: "From", raw: [0xFF, 0x00, 0x40]), Header(name: "Reply-To", raw: [0x80, 0x40, 0x40])],
+            uniqueToken: "t")
         let d = engine.decide(facts)
         #expect(d.change("From")?.value == "Zhangsan <sales@example.com>")
         #expect(d.added == ["manager@example.com"])
@@ -58,11 +62,13 @@ struct RobustnessTests {
     /// What check (and a daemon given no resolution by the MTA) makes of odd
     /// paths: what is not plainly an address is deferred, never guessed; a
     /// source route keeps its mailbox.
-    @Test("odd envelope paths: placed when plainly an address, else deferred; no crash", arguments: [
-        ("", Expected.tempfail), ("<>", .tempfail), ("<@route,@x:zhangsan@example.com>", .reject),
-        ("\"quoted local\"@example.com", .accept), ("<a@b@c>", .tempfail), ("@", .tempfail), ("<", .tempfail),
-        (">", .tempfail), ("example.com!zhangsan", .tempfail),
-    ])
+    @Test(
+        "odd envelope paths: placed when plainly an address, else deferred; no crash",
+        arguments: [
+            ("", Expected.tempfail), ("<>", .tempfail), ("<@route,@x:zhangsan@example.com>", .reject),
+            ("\"quoted local\"@example.com", .accept), ("<a@b@c>", .tempfail), ("@", .tempfail), ("<", .tempfail),
+            (">", .tempfail), ("example.com!zhangsan", .tempfail),
+        ])
     func oddRecipients(path: String, expected: Expected) {
         let verdict = engine.checkRecipient(EnvelopeAddress(path), submission: internet, sender: "<c@customer.test>")
         switch (verdict, expected) {

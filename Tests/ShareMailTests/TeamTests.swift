@@ -4,44 +4,44 @@ import Testing
 /// Issue 13: round-robin, away and backup, the From-name template, what
 /// the memory is told for `pending`; and their lint rules.
 let teamTOML = """
-state = "/var/lib/sharemail/state.sqlite"
+    state = "/var/lib/sharemail/state.sqlite"
 
-[[mailbox]]
-address = "sales@example.com"
-manager = "manager@example.com"
-unnamed = "round-robin"
-from_name = "{name} | Example Sales"
+    [[mailbox]]
+    address = "sales@example.com"
+    manager = "manager@example.com"
+    unnamed = "round-robin"
+    from_name = "{name} | Example Sales"
 
-  [[mailbox.staff]]
-  name = "Zhangsan"
-  address = "zhangsan@example.com"
-  login = "zhangsan"
+      [[mailbox.staff]]
+      name = "Zhangsan"
+      address = "zhangsan@example.com"
+      login = "zhangsan"
 
-  [[mailbox.staff]]
-  name = "Lisi"
-  address = "lisi@example.com"
-  login = "lisi"
+      [[mailbox.staff]]
+      name = "Lisi"
+      address = "lisi@example.com"
+      login = "lisi"
 
-  [[mailbox.staff]]
-  name = "Wangwu"
-  address = "wangwu@example.com"
-  login = "wangwu"
-  away = true
-  backup = "lisi"
+      [[mailbox.staff]]
+      name = "Wangwu"
+      address = "wangwu@example.com"
+      login = "wangwu"
+      away = true
+      backup = "lisi"
 
-  [[mailbox.staff]]
-  name = "Zhaoliu"
-  address = "zhaoliu@example.com"
-  login = "zhaoliu"
-  away = true
+      [[mailbox.staff]]
+      name = "Zhaoliu"
+      address = "zhaoliu@example.com"
+      login = "zhaoliu"
+      away = true
 
-[[mailbox]]
-address = "support@example.org"
+    [[mailbox]]
+    address = "support@example.org"
 
-  [[mailbox.staff]]
-  name = "Qianqi"
-  address = "qianqi@example.org"
-"""
+      [[mailbox.staff]]
+      name = "Qianqi"
+      address = "qianqi@example.org"
+    """
 
 private func problems(_ toml: String) -> [String] {
     do {
@@ -89,7 +89,8 @@ struct TeamConfigurationTests {
         let unknown = teamTOML.replacingOccurrences(of: "backup = \"lisi\"", with: "backup = \"nobody\"")
         #expect(problems(unknown).contains { $0.contains("\"nobody\" is no login or address of a staff of this mailbox") })
         // Zhangsan → Lisi → Zhangsan, nobody away.
-        let cycle = teamTOML
+        let cycle =
+            teamTOML
             .replacingOccurrences(of: "  login = \"zhangsan\"\n", with: "  login = \"zhangsan\"\n  backup = \"lisi@example.com\"\n")
             .replacingOccurrences(of: "  login = \"lisi\"\n", with: "  login = \"lisi\"\n  backup = \"zhangsan\"\n")
         let found = problems(cycle)
@@ -101,8 +102,10 @@ struct TeamConfigurationTests {
 
     @Test("a template without {name}, an unknown placeholder or a lone brace is an error")
     func templates() {
-        for (template, message) in [("Example Sales", "has no {name}"), ("{name} {team}", "unknown placeholder {team}"),
-                                     ("{name} }", "without its partner"), ("{Name}", "unknown placeholder {Name}")] {
+        for (template, message) in [
+            ("Example Sales", "has no {name}"), ("{name} {team}", "unknown placeholder {team}"),
+            ("{name} }", "without its partner"), ("{Name}", "unknown placeholder {Name}"),
+        ] {
             let toml = teamTOML.replacingOccurrences(of: "{name} | Example Sales", with: template)
             #expect(problems(toml).contains { $0.contains("mailbox[0].from_name: ") && $0.contains(message) }, "\(template)")
         }
@@ -125,8 +128,9 @@ struct TeamRoutingTests {
     }
 
     func inbound(_ headers: [(String, String)], memory: ConversationMemory? = ConversationMemory()) -> MessageFacts {
-        var facts = message(internet, from: "<Buyer@Customer.test>", to: ["<sales@example.com>"],
-                            headers: [("Message-ID", "<m1@customer.test>"), ("Subject", "=?UTF-8?B?6K6i5Y2V?= 42")] + headers)
+        var facts = message(
+            internet, from: "<Buyer@Customer.test>", to: ["<sales@example.com>"],
+            headers: [("Message-ID", "<m1@customer.test>"), ("Subject", "=?UTF-8?B?6K6i5Y2V?= 42")] + headers)
         if let memory { facts.memory = [sales: memory] }
         return facts
     }
@@ -158,10 +162,11 @@ struct TeamRoutingTests {
         #expect(d.added == ["manager@example.com", "lisi@example.com"])
         #expect(d.rule == "round-robin")
         let customer = EmailAddress("buyer@customer.test")!
-        #expect(d.memoryUpdates == [
-            .turnGiven(messageID: "m1@customer.test", staff: lisi, mailbox: sales, customer: customer),
-            .customerWrote(customer: customer, mailbox: sales, staff: lisi, subject: "订单 42"),
-        ])
+        #expect(
+            d.memoryUpdates == [
+                .turnGiven(messageID: "m1@customer.test", staff: lisi, mailbox: sales, customer: customer),
+                .customerWrote(customer: customer, mailbox: sales, staff: lisi, subject: "订单 42"),
+            ])
         // A turn naming someone away now (a reload meanwhile) is not used.
         let stale = engine.decide(inbound([], memory: ConversationMemory(turn: wangwu)))
         #expect(stale.added == ["manager@example.com"])
@@ -205,23 +210,29 @@ struct TeamRoutingTests {
 
     @Test("staff mail leaves under the template; RFC 2047 when the name needs it")
     func fromName() throws {
-        let d = engine.decide(message(staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: ["<c@customer.test>"],
-                                      headers: [("From", "Zhangsan <zhangsan@example.com>"), ("Cc", "zhangsan@example.com")]))
+        let d = engine.decide(
+            message(
+                staffLogin("zhangsan"), from: "<zhangsan@example.com>", to: ["<c@customer.test>"],
+                headers: [("From", "Zhangsan <zhangsan@example.com>"), ("Cc", "zhangsan@example.com")]))
         // "|" is an atext character: the phrase needs no quotes.
         #expect(d.change("From")?.value == "Zhangsan | Example Sales <sales@example.com>")
         #expect(d.change("Cc")?.value == "Zhangsan | Example Sales <sales@example.com>")
         let toml = teamTOML.replacingOccurrences(of: "{name} | Example Sales", with: "{name} · 销售部")
         let chinese = PolicyEngine(configuration: try ConfigurationLoader.load(text: toml, file: "t").0)
-        let encoded = chinese.decide(message(staffLogin("lisi"), from: "<lisi@example.com>", to: ["<c@customer.test>"],
-                                             headers: [("From", "lisi@example.com")]))
+        let encoded = chinese.decide(
+            message(
+                staffLogin("lisi"), from: "<lisi@example.com>", to: ["<c@customer.test>"],
+                headers: [("From", "lisi@example.com")]))
         let from = try #require(encoded.change("From")?.value)
         #expect(from.hasPrefix("=?UTF-8?") && from.hasSuffix("<sales@example.com>") && from.allSatisfy(\.isASCII), "\(from)")
     }
 
     @Test("a reply to the rendered name and to the plain name both reach the staff")
     func replyToRenderedName() {
-        for to in ["\"Zhangsan | Example Sales\" <sales@example.com>", "\"zhangsan  |  example sales\" <sales@example.com>",
-                   "Zhangsan <sales@example.com>", "=?UTF-8?Q?Zhangsan_|_Example_Sales?= <sales@example.com>"] {
+        for to in [
+            "\"Zhangsan | Example Sales\" <sales@example.com>", "\"zhangsan  |  example sales\" <sales@example.com>",
+            "Zhangsan <sales@example.com>", "=?UTF-8?Q?Zhangsan_|_Example_Sales?= <sales@example.com>",
+        ] {
             let d = engine.decide(inbound([("To", to)]))
             #expect(d.added == ["manager@example.com", "zhangsan@example.com"], "\(to): \(d.reasons)")
             #expect(d.rule == "named")
@@ -230,11 +241,16 @@ struct TeamRoutingTests {
 
     @Test("auto-generated mail waits for nobody; the customer's own message does, for whoever got it")
     func waiting() {
-        #expect(!engine.decide(inbound([("Auto-Submitted", "auto-replied")])).memoryUpdates.contains {
-            if case .customerWrote = $0 { true } else { false }
-        })
+        #expect(
+            !engine.decide(inbound([("Auto-Submitted", "auto-replied")])).memoryUpdates.contains {
+                if case .customerWrote = $0 { true } else { false }
+            })
         let d = engine.decide(inbound([("To", "\"Lisi\" <sales@example.com>")]))
-        #expect(d.memoryUpdates == [.customerWrote(customer: EmailAddress("buyer@customer.test")!, mailbox: sales, staff: lisi,
-                                                   subject: "订单 42")])
+        #expect(
+            d.memoryUpdates == [
+                .customerWrote(
+                    customer: EmailAddress("buyer@customer.test")!, mailbox: sales, staff: lisi,
+                    subject: "订单 42")
+            ])
     }
 }

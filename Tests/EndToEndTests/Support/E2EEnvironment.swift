@@ -35,15 +35,17 @@ extension Lab {
         var want = Dictionary(uniqueKeysWithValues: PostfixInstance.mailboxes.map { ($0, 0) })
         want.merge(expected) { _, new in new }
         let got = try maildirs.counts()
-        #expect(got == want, "Maildir copies differ: expected \(sorted(want)), got \(sorted(got))\n\(diagnostics)",
-                sourceLocation: sourceLocation)
+        #expect(
+            got == want, "Maildir copies differ: expected \(sorted(want)), got \(sorted(got))\n\(diagnostics)",
+            sourceLocation: sourceLocation)
     }
 
     func expectSinkCount(_ count: Int, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let messages = try sink.messages()
-        #expect(messages.count == count,
-                "the Internet (smtp-sink) got \(messages.count) messages, expected \(count): \(messages)\n\(diagnostics)",
-                sourceLocation: sourceLocation)
+        #expect(
+            messages.count == count,
+            "the Internet (smtp-sink) got \(messages.count) messages, expected \(count): \(messages)\n\(diagnostics)",
+            sourceLocation: sourceLocation)
     }
 
     private func sorted(_ counts: [String: Int]) -> String {
@@ -60,8 +62,9 @@ struct E2EEnvironmentTrait: SuiteTrait, TestScoping {
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         let started: Result<E2EEnvironment, E2EError>
-        do { started = .success(try E2EEnvironment.start(sharemailConfig: sharemailConfig, under: Lab.runsRoot)) }
-        catch { started = .failure(error as? E2EError ?? E2EError("\(error)")) }
+        do { started = .success(try E2EEnvironment.start(sharemailConfig: sharemailConfig, under: Lab.runsRoot)) } catch {
+            started = .failure(error as? E2EError ?? E2EError("\(error)"))
+        }
         // Failure messages already quote the logs; E2E_KEEP=1 keeps the whole directory for a
         // closer look (the next run removes it as stale).
         defer {

@@ -1,7 +1,8 @@
 import Foundation
 import PostfixLab
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Reads delivered headers the way a customer's mail client shows them: every
@@ -22,7 +23,8 @@ enum HeaderReading {
         var i = 0
         while i < u.count {
             if u[i] == UInt8(ascii: "="), i + 1 < u.count, u[i + 1] == UInt8(ascii: "?"),
-               let (end, text) = word(u, at: i) {
+                let (end, text) = word(u, at: i)
+            {
                 if !lastWasWord { out += pendingSpace }
                 pendingSpace = []
                 out += text
@@ -47,7 +49,8 @@ enum HeaderReading {
     private static func word(_ u: [UInt8], at start: Int) -> (Int, [UInt8])? {
         let parts = u[(start + 2)...].split(separator: UInt8(ascii: "?"), maxSplits: 3, omittingEmptySubsequences: false)
         guard parts.count == 4, parts[3].first == UInt8(ascii: "="),
-              let charset = String(bytes: parts[0], encoding: .ascii), parts[1].count == 1 else { return nil }
+            let charset = String(bytes: parts[0], encoding: .ascii), parts[1].count == 1
+        else { return nil }
         let payload = Array(parts[2])
         guard !payload.contains(0x20) else { return nil }
         let end = parts[3].startIndex + 1
@@ -65,7 +68,8 @@ enum HeaderReading {
                 if payload[k] == UInt8(ascii: "_") {
                     bytes.append(0x20)
                 } else if payload[k] == UInt8(ascii: "="), k + 2 < payload.count,
-                          let b = UInt8(String(decoding: payload[(k + 1)...(k + 2)], as: UTF8.self), radix: 16) {
+                    let b = UInt8(String(decoding: payload[(k + 1)...(k + 2)], as: UTF8.self), radix: 16)
+                {
                     bytes.append(b)
                     k += 2
                 } else {
@@ -108,7 +112,10 @@ enum HeaderReading {
         var leaks: [String] = []
         var i = 0
         while i + needle.count <= lower.count {
-            guard Array(lower[i..<(i + needle.count)]) == needle else { i += 1; continue }
+            guard Array(lower[i..<(i + needle.count)]) == needle else {
+                i += 1
+                continue
+            }
             var j = i + needle.count
             if j < lower.count, lower[j] == UInt8(ascii: "\"") { j += 1 }
             if j < lower.count, lower[j] == UInt8(ascii: "+") {

@@ -25,9 +25,11 @@ struct MailClients {
     /// `s-nail` as `from` (a staff member) writes to `to`; submitted with Postfix's sendmail.
     func snailSend(from: String, fromName: String, to: String, subject: String, body: String) throws {
         let result = try Command.run(
-            ["/usr/bin/env", "HOME=\(home)", "MAIL_CONFIG=\(postfixConfig)", "LC_ALL=C.UTF-8",
-             "s-nail", "-n", "-S", "mta=/usr/sbin/sendmail", "-S", "ttycharset=utf-8", "-S", "sendcharsets=utf-8",
-             "-r", "\(fromName) <\(from)>", "-s", subject, "-.", to],
+            [
+                "/usr/bin/env", "HOME=\(home)", "MAIL_CONFIG=\(postfixConfig)", "LC_ALL=C.UTF-8",
+                "s-nail", "-n", "-S", "mta=/usr/sbin/sendmail", "-S", "ttycharset=utf-8", "-S", "sendcharsets=utf-8",
+                "-r", "\(fromName) <\(from)>", "-s", subject, "-.", to,
+            ],
             stdin: Array(body.utf8))
         guard result.succeeded else { throw LabError("s-nail failed: \(result)") }
     }
@@ -35,10 +37,11 @@ struct MailClients {
     /// mutt answers the first message of `mbox` (Reply, with the original quoted) and the
     /// reply is captured, not sent: returns it as mutt wrote it.
     func muttReply(to mbox: String, from: String, sendCharset: String) throws -> [UInt8] {
-        try runMutt(settings: [
-            "set from=\"\(from)\"", "set sendmail=\"\(captureScript)\"", "set send_charset=\"\(sendCharset)\"",
-            "set fast_reply=yes", "set include=yes", "set editor=/bin/true", "set abort_unmodified=no",
-        ], folder: mbox, keys: "<reply><send-message><quit>")
+        try runMutt(
+            settings: [
+                "set from=\"\(from)\"", "set sendmail=\"\(captureScript)\"", "set send_charset=\"\(sendCharset)\"",
+                "set fast_reply=yes", "set include=yes", "set editor=/bin/true", "set abort_unmodified=no",
+            ], folder: mbox, keys: "<reply><send-message><quit>")
         return try captured()
     }
 
@@ -57,10 +60,11 @@ struct MailClients {
     /// The manager bounces (redirects) the first message of `mbox` to `to` with mutt, through
     /// Postfix's sendmail: mutt writes Resent-From, Resent-To, Resent-Message-ID.
     func muttBounce(_ mbox: String, from: String, to: String) throws {
-        try runMutt(settings: [
-            "set from=\"\(from)\"", "set use_envelope_from=yes", "set bounce=yes",
-            "set sendmail=\"/usr/sbin/sendmail -oem -oi\"",
-        ], folder: mbox, keys: "<bounce-message>\(to)<enter><quit>")
+        try runMutt(
+            settings: [
+                "set from=\"\(from)\"", "set use_envelope_from=yes", "set bounce=yes",
+                "set sendmail=\"/usr/sbin/sendmail -oem -oi\"",
+            ], folder: mbox, keys: "<bounce-message>\(to)<enter><quit>")
     }
 
     /// An mbox holding `message` (as a client stores it), for mutt to open.
@@ -82,16 +86,20 @@ struct MailClients {
         let rc = try writeMuttrc(settings)
         let command = "mutt -n -F '\(rc)' -f '\(folder)' -e 'push \(keys)'"
         let result = try Command.run(
-            ["/usr/bin/env", "HOME=\(home)", "MAIL_CONFIG=\(postfixConfig)", "TERM=vt100", "LC_ALL=C.UTF-8",
-             "script", "-qec", command, "/dev/null"],
+            [
+                "/usr/bin/env", "HOME=\(home)", "MAIL_CONFIG=\(postfixConfig)", "TERM=vt100", "LC_ALL=C.UTF-8",
+                "script", "-qec", command, "/dev/null",
+            ],
             timeout: .seconds(30))
         guard result.succeeded else { throw LabError("mutt failed: \(result)") }
     }
 
     private func writeMuttrc(_ settings: [String]) throws -> String {
         let path = home + "/muttrc-" + uniqueTag()
-        let common = ["set mbox_type=mbox", "set folder=\"\(home)\"", "set move=no", "set quit=yes", "set record=\"\"",
-                      "set postpone=no", "set charset=\"utf-8\"", "set edit_headers=no"]
+        let common = [
+            "set mbox_type=mbox", "set folder=\"\(home)\"", "set move=no", "set quit=yes", "set record=\"\"",
+            "set postpone=no", "set charset=\"utf-8\"", "set edit_headers=no",
+        ]
         try (common + settings).joined(separator: "\n").appending("\n").write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }

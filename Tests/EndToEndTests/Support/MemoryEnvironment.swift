@@ -2,8 +2,9 @@ import Foundation
 import PostfixLab
 import PostgresTestSupport
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The conversation-memory suites' world: one or two labs (Postfix + smtp-sink + sharemail)
@@ -80,8 +81,10 @@ final class MemoryEnvironment: Sendable {
             case .defaultPath(let port, let openFiles):
                 scratch = try makeDefaultDirectory()
                 state = defaultState
-                labs.append(try Lab.start(sharemailConfig: "metrics = \"127.0.0.1:\(port)\"\n" + configuration(state: nil),
-                                          under: Lab.runsRoot, sharemailUser: daemonUser, sharemailOpenFiles: openFiles))
+                labs.append(
+                    try Lab.start(
+                        sharemailConfig: "metrics = \"127.0.0.1:\(port)\"\n" + configuration(state: nil),
+                        under: Lab.runsRoot, sharemailUser: daemonUser, sharemailOpenFiles: openFiles))
                 hosts = 0
             }
             for _ in 0..<hosts {
@@ -144,7 +147,8 @@ final class MemoryEnvironment: Sendable {
             let owner = (try? String(contentsOfFile: directory + "/" + marker, encoding: .utf8))
                 .flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
             guard let owner, kill(owner, 0) != 0, errno == ESRCH else {
-                throw LabError("""
+                throw LabError(
+                    """
                     \(directory) exists and is not a dead test run's: it may be a real installation's memory, \
                     which this suite never touches (remove it by hand on a test machine)
                     """)
@@ -194,8 +198,9 @@ struct MemoryEnvironmentTrait: SuiteTrait, TestScoping {
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         let started: Result<MemoryEnvironment, LabError>
-        do { started = .success(try MemoryEnvironment.start(store, configuration: configuration)) }
-        catch { started = .failure(error as? LabError ?? LabError("\(error)")) }
+        do { started = .success(try MemoryEnvironment.start(store, configuration: configuration)) } catch {
+            started = .failure(error as? LabError ?? LabError("\(error)"))
+        }
         defer {
             if case .success(let environment) = started {
                 environment.stop(keepDirectories: ProcessInfo.processInfo.environment["E2E_KEEP"] != nil)

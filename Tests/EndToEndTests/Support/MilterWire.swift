@@ -1,7 +1,8 @@
 import Foundation
 import PostfixLab
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The MTA side of the milter protocol, byte by byte, over a unix socket: for what no
@@ -177,8 +178,12 @@ final class MilterWire {
 
     func rcpt(_ recipient: String) throws -> Packet? {
         let host = String(recipient.split(separator: "@").last ?? "")
-        try macros("R", [("{rcpt_addr}", recipient), ("{rcpt_host}", host),
-                         ("{rcpt_mailer}", host == "example.com" ? "virtual" : "smtp")])
+        try macros(
+            "R",
+            [
+                ("{rcpt_addr}", recipient), ("{rcpt_host}", host),
+                ("{rcpt_mailer}", host == "example.com" ? "virtual" : "smtp"),
+            ])
         return try step("R", Self.strings(["<\(recipient)>"]), noReply: Self.noReplyRcpt, "RCPT TO:<\(recipient)>")
     }
 

@@ -6,9 +6,10 @@ enum SharemailConfig {
     /// /var/lib/sharemail/state.sqlite (shared by every lab, and by a real install). nil: no
     /// `state` key, the default (only the out-of-the-box suite).
     static func standard(zhangsanAliases: [String]? = nil, state: String? = "off") -> String {
-        let aliases = zhangsanAliases.map { names in
-            "  aliases = [" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]\n"
-        } ?? ""
+        let aliases =
+            zhangsanAliases.map { names in
+                "  aliases = [" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]\n"
+            } ?? ""
         return """
             socket = "unix:/unused/milter.sock"   # overridden by --socket
             # As postfix-conf/sharemail.example.toml: Postfix (user postfix) must reach the socket.
