@@ -107,6 +107,10 @@ let package = Package(
         .target(
             name: "PostgresTestSupport"
         ),
+        // The seed's team as a configuration file, for the unit tests.
+        .target(
+            name: "SeedTeam"
+        ),
         // `scripts/sandbox`: the seed's four cases through a throwaway Postfix.
         .executableTarget(
             name: "sharemail-sandbox",
@@ -131,7 +135,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ShareMailTests",
-            dependencies: ["ShareMail", "MailHeaders"]
+            dependencies: ["ShareMail", "MailHeaders", "SeedTeam"]
         ),
         .testTarget(
             name: "ShareMailStoreTests",
@@ -142,7 +146,7 @@ let package = Package(
         .testTarget(
             name: "DaemonTests",
             dependencies: [
-                "ShareMailDaemon", "Milter", "ShareMail", "ShareMailStore",
+                "ShareMailDaemon", "Milter", "ShareMail", "ShareMailStore", "SeedTeam",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]

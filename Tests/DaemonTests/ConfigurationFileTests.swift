@@ -1,3 +1,4 @@
+import SeedTeam
 import ShareMail
 import ShareMailDaemon
 import Testing

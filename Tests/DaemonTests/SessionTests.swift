@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Milter
+import SeedTeam
 import ShareMail
 import ShareMailStore
 import Testing

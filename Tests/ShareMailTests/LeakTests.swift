@@ -1,5 +1,6 @@
 import Foundation
 import MailHeaders
+import SeedTeam
 import ShareMail
 import Testing
 

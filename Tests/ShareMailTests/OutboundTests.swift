@@ -1,4 +1,5 @@
 import Foundation
+import SeedTeam
 import ShareMail
 import Testing
 

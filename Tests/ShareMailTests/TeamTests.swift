@@ -1,3 +1,4 @@
+import SeedTeam
 import ShareMail
 import Testing
 

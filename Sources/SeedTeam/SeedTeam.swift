@@ -1,8 +1,9 @@
-// The seed's team, as Tests/ShareMailTests/Fixtures.swift has it.
+// The seed's team as a configuration file: one fixture for the unit tests of
+// the engine and of the daemon.
 
 /// The seed's team: manager, Zhangsan and Lisi behind sales@example.com,
 /// plus Wangwu, who may receive Internet mail but not send it.
-let seedTOML = """
+public let seedTOML = """
     socket = "unix:/run/sharemail/milter.sock"
     trusted_networks = ["10.1.0.0/16", "2001:db8:1::/48"]
 
