@@ -159,20 +159,6 @@ struct MetricsTests {
 
     /// A plain HTTP/1.1 GET on 127.0.0.1:`port`; the server closes after the response.
     static func get(_ path: String) throws -> String {
-        let fd = try connectLoopback(port: port, timeoutSeconds: 10)
-        defer { close(fd) }
-        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
-            throw LabError("cannot send the request: \(String(cString: strerror(errno)))")
-        }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count == 0 { break }
-            guard count > 0 else { throw LabError("reading the response: \(String(cString: strerror(errno)))") }
-            response += chunk[..<count]
-        }
-        return String(decoding: response, as: UTF8.self)
+        try httpGet(port: port, path: path)
     }
 }

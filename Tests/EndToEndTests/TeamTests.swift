@@ -267,18 +267,7 @@ struct TeamSQLiteTests {
     }
 
     static func scrape() throws -> MetricsTests.Scrape {
-        let fd = try connectLoopback(port: metricsPort, timeoutSeconds: 10)
-        defer { close(fd) }
-        let request = Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            response += chunk[..<count]
-        }
-        let text = String(decoding: response, as: UTF8.self)
+        let text = try httpGet(port: metricsPort, path: "/metrics")
         guard let body = text.range(of: "\r\n\r\n") else { throw LabError("GET /metrics: \(text.prefix(300))") }
         return MetricsTests.Scrape(text: String(text[body.upperBound...]))
     }
