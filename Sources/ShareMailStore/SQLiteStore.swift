@@ -14,6 +14,7 @@ import Synchronization
 
 final class SQLiteStore: ConversationStore {
     private let pool: DatabasePool  // WAL: one writer queue, several readers
+    private let readers: LookupReaders  // the connections of each message's lookup
     private let path: String  // the database file
     private let file: FileIdentity  // the file opened, to notice it deleted or replaced
     private let timeout: Duration  // bound of each call
@@ -54,6 +55,7 @@ final class SQLiteStore: ConversationStore {
             guard let file = FileIdentity(path: path) else { throw StoreError.notFound(path) }
             self.file = file
             pool = try DatabasePool(path: path, configuration: configuration)
+            readers = LookupReaders(path: path, configuration: configuration, keep: configuration.maximumReaderCount)
             if !readOnly {
                 do {
                     try Self.migrator.migrate(pool)
@@ -213,7 +215,7 @@ final class SQLiteStore: ConversationStore {
     func recall(messageIDs: [String], customer: String?, mailbox: String, lastStaff: Bool, deadline: Deadline) throws -> Recollection {
         let ids = messageIDs.uniqued(limit: Stores.maximumMessageIDs)
         guard !ids.isEmpty || customer != nil else { return Recollection() }
-        return try read(by: deadline) { db in
+        return try lookup(by: deadline) { db in
             Recollection(
                 assigned: try Self.assignedStaff(db, ids: ids, customer: customer, mailbox: mailbox),
                 threadOwner: ids.isEmpty ? nil : try Self.threadOwner(db, ids: ids, mailbox: mailbox),
@@ -222,46 +224,50 @@ final class SQLiteStore: ConversationStore {
     }
 
     private static func threadOwner(_ db: Database, ids: [String], mailbox: String) throws -> String? {
-        let rows = try Row.fetchCursor(
-            db.cachedStatement(
-                sql: """
-                    SELECT message_id, staff FROM sent
-                    WHERE mailbox = ? AND message_id IN (\(databaseQuestionMarks(count: ids.count)))
-                    ORDER BY time DESC, id DESC
-                    """),
-            arguments: StatementArguments([mailbox] + ids))
+        let statement = try DirectStatement(
+            db,
+            sql: """
+                SELECT message_id, staff FROM sent
+                WHERE mailbox = ? AND message_id IN (\(databaseQuestionMarks(count: ids.count)))
+                ORDER BY time DESC, id DESC
+                """)
+        statement.bind(mailbox, at: 1)
+        _ = statement.bind(ids, from: 2)
         var owners: [String: String] = [:]
-        while let row = try rows.next() {
-            let id: String = row[0]
-            if owners[id] == nil { owners[id] = row[1] }  // the most recent send of that ID
+        for (id, staff) in try statement.textPairs() where owners[id] == nil {
+            owners[id] = staff  // the most recent send of that ID
         }
         return ids.lazy.compactMap { owners[$0] }.first
     }
 
     private static func assignedStaff(_ db: Database, ids: [String], customer: String?, mailbox: String) throws -> String? {
-        try String.fetchOne(
-            db.cachedStatement(
-                sql: """
-                    SELECT staff FROM assignments
-                    WHERE mailbox = ?
-                      AND ((kind = 'thread' AND key IN (\(databaseQuestionMarks(count: ids.count))))
-                           OR (kind = 'customer' AND key = ?))
-                    ORDER BY kind = 'thread' DESC, time DESC
-                    LIMIT 1
-                    """),
-            arguments: StatementArguments([mailbox] + ids + [customer]))
+        // Without Message-IDs (most new mail) the statement is the same text every time.
+        let threads = ids.isEmpty ? "" : "(kind = 'thread' AND key IN (\(databaseQuestionMarks(count: ids.count)))) OR "
+        let statement = try DirectStatement(
+            db,
+            sql: """
+                SELECT staff FROM assignments
+                WHERE mailbox = ? AND (\(threads)(kind = 'customer' AND key = ?))
+                ORDER BY kind = 'thread' DESC, time DESC
+                LIMIT 1
+                """)
+        statement.bind(mailbox, at: 1)
+        statement.bind(customer, at: statement.bind(ids, from: 2))
+        return try statement.text()
     }
 
     private static func lastStaff(_ db: Database, customer: String, mailbox: String) throws -> String? {
-        try String.fetchOne(
-            db.cachedStatement(
-                sql: """
-                    SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
-                    WHERE sent_customer.mailbox = ? AND sent_customer.customer = ?
-                    ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
-                    LIMIT 1
-                    """),
-            arguments: [mailbox, customer])
+        let statement = try DirectStatement(
+            db,
+            sql: """
+                SELECT sent.staff FROM sent_customer JOIN sent ON sent.id = sent_customer.sent_id
+                WHERE sent_customer.mailbox = ? AND sent_customer.customer = ?
+                ORDER BY sent_customer.time DESC, sent_customer.sent_id DESC
+                LIMIT 1
+                """)
+        statement.bind(mailbox, at: 1)
+        statement.bind(customer, at: 2)
+        return try statement.text()
     }
 
     func recordSent(_ message: SentMessage) throws {
@@ -296,45 +302,82 @@ final class SQLiteStore: ConversationStore {
                 case .waiting(let message): try Self.insert(db, message)
                 case .answered(let mailbox, let customers): try Self.answered(db, mailbox: mailbox, customers: customers)
                 case .assignment(let assignment, let staff, let mailbox, let time):
-                    let (kind, key) = assignment.kindAndKey
-                    try db.cachedStatement(
-                        sql: """
-                            INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, \(Self.time))
-                            ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
-                            """
-                    ).execute(arguments: [kind, key, mailbox, staff, time.timeIntervalSince1970])
+                    try Self.assign(db, assignment, to: staff, mailbox: mailbox, at: time)
                 }
             }
         }
     }
 
+    private static func assign(_ db: Database, _ assignment: Assignment, to staff: String, mailbox: String, at time: Date) throws {
+        let (kind, key) = assignment.kindAndKey
+        let statement = try DirectStatement(
+            db,
+            sql: """
+                INSERT INTO assignments (kind, key, mailbox, staff, time) VALUES (?, ?, ?, ?, \(Self.time))
+                ON CONFLICT (kind, mailbox, key) DO UPDATE SET staff = excluded.staff, time = excluded.time
+                """)
+        statement.bind(kind, at: 1)
+        statement.bind(key, at: 2)
+        statement.bind(mailbox, at: 3)
+        statement.bind(staff, at: 4)
+        statement.bind(time.timeIntervalSince1970, at: 5)
+        try statement.execute()
+    }
+
     private static func insert(_ db: Database, _ message: SentMessage) throws {
-        try db.cachedStatement(
+        let sent = try DirectStatement(
+            db,
             sql: """
                 INSERT INTO sent (message_id, staff, mailbox, time, queue_id) VALUES (?, ?, ?, \(Self.time), ?)
                 ON CONFLICT (message_id, mailbox, queue_id) DO NOTHING
-                """
-        ).execute(arguments: [message.messageID, message.staff, message.mailbox, message.time.timeIntervalSince1970, message.queueID])
+                """)
+        sent.bind(message.messageID, at: 1)
+        sent.bind(message.staff, at: 2)
+        sent.bind(message.mailbox, at: 3)
+        sent.bind(message.time.timeIntervalSince1970, at: 4)
+        sent.bind(message.queueID, at: 5)
+        try sent.execute()
         guard db.changesCount == 1 else { return }  // already recorded (a retried call)
         let sentID = db.lastInsertedRowID
         for customer in message.customers.uniqued() {
-            try db.cachedStatement(sql: "INSERT INTO sent_customer (sent_id, customer, mailbox, time) VALUES (?, ?, ?, \(Self.time))")
-                .execute(arguments: [sentID, customer, message.mailbox, message.time.timeIntervalSince1970])
+            let statement = try DirectStatement(
+                db, sql: "INSERT INTO sent_customer (sent_id, customer, mailbox, time) VALUES (?, ?, ?, \(Self.time))")
+            statement.bind(sentID, at: 1)
+            statement.bind(customer, at: 2)
+            statement.bind(message.mailbox, at: 3)
+            statement.bind(message.time.timeIntervalSince1970, at: 4)
+            try statement.execute()
         }
     }
 
     private static func insert(_ db: Database, _ entry: AuditEntry) throws {
         // The recipients column is a JSON array, which SQLite's json_array writes.
-        try db.cachedStatement(
-            sql: """
-                INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
-                VALUES (\(Self.time), ?, ?, ?, json_array(\(databaseQuestionMarks(count: entry.recipients.count))), ?, ?, ?, ?, ?)
-                """
-        ).execute(
-            arguments: StatementArguments(
-                [entry.time.timeIntervalSince1970, entry.queueID, entry.direction, entry.sender] as [(any DatabaseValueConvertible)?])
-                + StatementArguments(entry.recipients)
-                + StatementArguments([entry.action, entry.rule, entry.staff, entry.mailbox, entry.customer] as [(any DatabaseValueConvertible)?]))
+        let statement = try DirectStatement(db, sql: auditInsert(recipients: entry.recipients.count))
+        statement.bind(entry.time.timeIntervalSince1970, at: 1)
+        statement.bind(entry.queueID, at: 2)
+        statement.bind(entry.direction, at: 3)
+        statement.bind(entry.sender, at: 4)
+        var index = statement.bind(entry.recipients, from: 5)
+        for value in [entry.action, entry.rule, entry.staff, entry.mailbox, entry.customer] {
+            statement.bind(value, at: index)
+            index += 1
+        }
+        try statement.execute()
+    }
+
+    /// The audit insert for a message with `count` recipients; the usual
+    /// counts' texts are made once (building one costs more than binding it).
+    private static func auditInsert(recipients count: Int) -> String {
+        count < auditInserts.count ? auditInserts[count] : makeAuditInsert(recipients: count)
+    }
+
+    private static let auditInserts = (0..<16).map(makeAuditInsert)
+
+    private static func makeAuditInsert(recipients count: Int) -> String {
+        """
+        INSERT INTO audit (time, queue_id, direction, sender, recipients, action, rule, staff, mailbox, customer)
+        VALUES (\(time), ?, ?, ?, json_array(\(databaseQuestionMarks(count: count))), ?, ?, ?, ?, ?)
+        """
     }
 
     func auditLog(_ filter: LogFilter) throws -> [AuditEntry] {
@@ -396,6 +439,7 @@ final class SQLiteStore: ConversationStore {
 
     func close() {
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        readers.close()
         do {
             try pool.close()
         } catch {
@@ -431,23 +475,30 @@ final class SQLiteStore: ConversationStore {
     }
 
     private static func insert(_ db: Database, _ message: WaitingMessage) throws {
-        try db.cachedStatement(
+        let statement = try DirectStatement(
+            db,
             sql: """
                 INSERT INTO waiting (mailbox, customer, time, latest, subject, staff) VALUES (?, ?, \(Self.time), \(Self.time), ?, ?)
                 ON CONFLICT (mailbox, customer) DO UPDATE
                     SET latest = excluded.latest, staff = COALESCE(excluded.staff, waiting.staff)
-                """
-        ).execute(arguments: [
-            message.mailbox, message.customer, message.time.timeIntervalSince1970,
-            message.time.timeIntervalSince1970, message.subject, message.staff,
-        ])
+                """)
+        statement.bind(message.mailbox, at: 1)
+        statement.bind(message.customer, at: 2)
+        statement.bind(message.time.timeIntervalSince1970, at: 3)
+        statement.bind(message.time.timeIntervalSince1970, at: 4)
+        statement.bind(message.subject, at: 5)
+        statement.bind(message.staff, at: 6)
+        try statement.execute()
     }
 
     private static func answered(_ db: Database, mailbox: String, customers: [String]) throws {
         let customers = customers.uniqued()
         guard !customers.isEmpty else { return }
-        try db.cachedStatement(sql: "DELETE FROM waiting WHERE mailbox = ? AND customer IN (\(databaseQuestionMarks(count: customers.count)))")
-            .execute(arguments: StatementArguments([mailbox] + customers))
+        let statement = try DirectStatement(
+            db, sql: "DELETE FROM waiting WHERE mailbox = ? AND customer IN (\(databaseQuestionMarks(count: customers.count)))")
+        statement.bind(mailbox, at: 1)
+        _ = statement.bind(customers, from: 2)
+        try statement.execute()
     }
 
     func pending(_ filter: PendingFilter) throws -> [PendingConversation] {
@@ -529,14 +580,23 @@ final class SQLiteStore: ConversationStore {
 
     // MARK: Bounded access
 
-    /// Runs `body` on one of GRDB's readers, on the calling thread. In WAL mode a read never waits
-    /// for the writer, so handing it to another thread and back (two wake-ups per message) would
-    /// cost more than the read itself. No transaction either: each statement reads a consistent
-    /// state of its own, and a record landing between a message's lookups only makes the later
-    /// answer newer; BEGIN and COMMIT would cost as much as a lookup.
+    /// Runs `body` on one of GRDB's readers, on the calling thread, without a transaction (see
+    /// `lookup`): the commands' and tests' single reads.
     private func read<T>(by deadline: Deadline? = nil, _ body: (Database) throws -> T) throws -> T {
         try bounded(by: deadline) { deadline in
             try pool.unsafeRead { db in try Self.interrupting(db, at: deadline) { try body(db) } }
+        }
+    }
+
+    /// Runs a message's lookup on one of `readers`, on the calling thread (the message's
+    /// session). In WAL mode a read never waits for the writer, so handing it to another thread
+    /// and back (two wake-ups per message) would cost more than the read itself. No transaction
+    /// either: each statement reads a consistent state of its own, and a record landing between
+    /// a message's lookups only makes the later answer newer; BEGIN and COMMIT would cost as
+    /// much as a lookup.
+    private func lookup<T>(by deadline: Deadline, _ body: (Database) throws -> T) throws -> T {
+        try bounded(by: deadline) { deadline in
+            try readers.read { db in try Self.interrupting(db, at: deadline) { try body(db) } }
         }
     }
 
