@@ -53,8 +53,12 @@ public struct EmailAddress: Hashable, Sendable, Comparable, CustomStringConverti
         }
     }
 
-    public var localPart: Substring { value[..<value.lastIndex(of: "@")!] }
-    public var domain: Substring { value[value.index(after: value.lastIndex(of: "@")!)...] }
+    public var localPart: Substring { value[..<at] }
+    public var domain: Substring { value[value.utf8.index(after: at)...] }
+
+    /// Where the last "@" is: found among the bytes, not by Characters (each
+    /// lookup of a domain did that walk).
+    private var at: String.Index { value.utf8.lastIndex(of: UInt8(ascii: "@"))! }
     public var description: String { value }
     public static func < (a: EmailAddress, b: EmailAddress) -> Bool { a.value < b.value }
 
