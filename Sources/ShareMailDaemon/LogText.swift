@@ -14,7 +14,7 @@ enum LogText {
     /// The line of one log event: the handler's metadata, the event's (which
     /// wins) and its error, if any, as `error=…`.
     static func line(_ event: LogEvent, handlerMetadata: Logger.Metadata) -> String {
-        var metadata = handlerMetadata.merging(event.metadata ?? [:]) { $1 }
+        var metadata = handlerMetadata.isEmpty ? event.metadata ?? [:] : handlerMetadata.merging(event.metadata ?? [:]) { $1 }
         if let error = event.error { metadata["error"] = "\(error)" }
         return line(event.message, metadata: metadata)
     }
@@ -29,6 +29,9 @@ enum LogText {
     }
 
     static func escaped(_ text: String) -> String {
+        // Most text is printable ASCII without a backslash: decided on the bytes (a log line
+        // per message has a dozen keys and values).
+        guard !text.utf8.allSatisfy({ 0x20...0x7E ~= $0 && $0 != 0x5C }) else { return text }
         guard text.unicodeScalars.contains(where: needsEscape) else { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count + 8)
