@@ -55,7 +55,11 @@ final class SQLiteStore: ConversationStore {
             guard let file = FileIdentity(path: path) else { throw StoreError.notFound(path) }
             self.file = file
             pool = try DatabasePool(path: path, configuration: configuration)
-            readers = LookupReaders(path: path, configuration: configuration, keep: configuration.maximumReaderCount)
+            // More lookups at once than twice the cores are waiting for a CPU anyway: a burst
+            // beyond that opens connections for the moment rather than keep them all.
+            readers = LookupReaders(
+                path: path, configuration: configuration,
+                keep: max(configuration.maximumReaderCount, 2 * ProcessInfo.processInfo.activeProcessorCount))
             if !readOnly {
                 do {
                     try Self.migrator.migrate(pool)

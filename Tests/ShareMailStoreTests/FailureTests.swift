@@ -133,6 +133,11 @@ extension ShareMailStoreTests {
                 store.close()
                 store.close()  // twice is fine
                 #expect(throws: StoreError.closed) { try store.lastStaff(customer: "c@client.example", mailbox: sales) }
+                #expect(throws: StoreError.closed) {
+                    try store.recall(
+                        messageIDs: ["m1"], customer: "c@client.example", mailbox: sales, lastStaff: true,
+                        deadline: Deadline(after: .seconds(1)))
+                }
             }
         }
 
