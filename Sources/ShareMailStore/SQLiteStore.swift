@@ -54,24 +54,12 @@ final class SQLiteStore: ConversationStore {
             // Taken before SQLite opens it: a file swapped in between is then noticed at once.
             guard let file = FileIdentity(path: path) else { throw StoreError.notFound(path) }
             self.file = file
-            pool = try DatabasePool(path: path, configuration: configuration)
+            pool = try Self.openPool(path: path, configuration: configuration, migrating: !readOnly)
             // More lookups at once than twice the cores are waiting for a CPU anyway: a burst
             // beyond that opens connections for the moment rather than keep them all.
             readers = LookupReaders(
                 path: path, configuration: configuration,
                 keep: max(configuration.maximumReaderCount, 2 * ProcessInfo.processInfo.activeProcessorCount))
-            if !readOnly {
-                do {
-                    try Self.migrator.migrate(pool)
-                } catch {
-                    // GRDB reads which migrations are applied before it takes the write lock, so two
-                    // openers of an empty file (two daemons, or `sharemail assign` during a start) can
-                    // both run v1; the loser's copy fails ("table sent already exists") and rolls back
-                    // once the winner has committed. A second pass then finds nothing left to do; a
-                    // real failure fails again.
-                    try Self.migrator.migrate(pool)
-                }
-            }
         } catch let error as DatabaseError {
             throw StoreError.database("\(path): \(error.message ?? error.description)")
         } catch let error as StoreError {
@@ -80,6 +68,27 @@ final class SQLiteStore: ConversationStore {
             throw StoreError.database("\(path): \(error)")
         }
         logger.debug("conversation store open", metadata: ["path": "\(path)"])
+    }
+
+    /// Opens the pool and brings the schema up to date. Two openers of an empty file at once (two
+    /// daemons, or `sharemail assign` during a start) race. GRDB reads which migrations are
+    /// applied before it takes the write lock, so both may run v1, and the loser's copy fails
+    /// ("table sent already exists") once the winner has committed. Or one finds the other
+    /// switching the file to WAL or migrating and gets "database is locked" at once: SQLite does
+    /// not wait where waiting could deadlock. The loser tries again, a few times, a little later
+    /// each time; a real failure fails every time.
+    private static func openPool(path: String, configuration: Configuration, migrating: Bool) throws -> DatabasePool {
+        var attempt = 1
+        while true {
+            do {
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                if migrating { try migrator.migrate(pool) }
+                return pool
+            } catch is DatabaseError where attempt < 5 {
+                Thread.sleep(forTimeInterval: 0.05 * Double(attempt))
+                attempt += 1
+            }
+        }
     }
 
     /// Creates a missing database file with `fileMode` whatever the umask; SQLite then gives
