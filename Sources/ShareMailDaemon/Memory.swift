@@ -81,15 +81,13 @@ final class Memory: Sendable {
             return true
         }
         if startOpening {
-            let thread = Thread { [self] in
+            DaemonThread.start("sm-open-state") { [self] in
                 let store = open()
                 state.withLockedValue { state in
                     state.opening = false
                     state.store = store
                 }
             }
-            thread.name = "sharemail-store-open"
-            thread.start()
         }
         return state.withLockedValue { $0.store }
     }
@@ -172,7 +170,7 @@ final class Memory: Sendable {
     /// Sets the pending gauges every `interval` on a thread of its own, from one query: never
     /// on the mail path. `mailboxes` says which unified addresses to report (0 when none wait).
     func startPendingGauges(mailboxes: @escaping @Sendable () -> [EmailAddress], interval: Duration = .seconds(10)) {
-        let thread = Thread { [self] in
+        DaemonThread.start("sm-pending") { [self] in
             var gauges: [String: (count: Gauge, oldest: Gauge)] = [:]
             while true {
                 if let store = store() {
@@ -197,8 +195,6 @@ final class Memory: Sendable {
                 Thread.sleep(forTimeInterval: interval.secondsValue)
             }
         }
-        thread.name = "sharemail-pending"
-        thread.start()
     }
 
     /// Hands what the decision says to remember, and the audit entry, to the
@@ -257,7 +253,7 @@ final class Memory: Sendable {
 
     /// Prunes old rows every hour on a thread of its own, off the mail path.
     func startPruning(retentionDays: Int) {
-        let thread = Thread { [self] in
+        DaemonThread.start("sm-prune") { [self] in
             while true {
                 if let store = store() {
                     let cutoff = Date().addingTimeInterval(-Double(retentionDays) * 86_400)
@@ -271,8 +267,6 @@ final class Memory: Sendable {
                 Thread.sleep(forTimeInterval: 3_600)
             }
         }
-        thread.name = "sharemail-prune"
-        thread.start()
     }
 
     private func failed(_ what: String, _ error: any Error, _ store: any ConversationStore) {

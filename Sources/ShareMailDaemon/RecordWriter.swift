@@ -34,9 +34,7 @@ final class RecordWriter: @unchecked Sendable {
     /// Starts the writer thread; `write` writes one batch (and handles its
     /// own errors). Call once.
     func start(_ write: @escaping @Sendable ([StoreRecord]) -> Void) {
-        let thread = Thread { [self] in run(write) }
-        thread.name = "sharemail-record"
-        thread.start()
+        DaemonThread.start("sm-record") { [self] in run(write) }
     }
 
     /// Hands records over; returns at once. Returns how many old records had

@@ -13,7 +13,7 @@ struct SignalHandler: Sendable {
     let logger: Logger
 
     func start() {
-        let thread = Thread { [self] in
+        DaemonThread.start("sm-signals") { [self] in
             var stopping = false
             while true {
                 switch Milter.waitForSignal(stopSignals: drains) {
@@ -21,17 +21,13 @@ struct SignalHandler: Sendable {
                     reloader.reload()
                 case .stop(let name) where !stopping:
                     stopping = true
-                    let drain = Thread { [self] in self.drain(after: name) }
-                    drain.name = "sharemail-drain"
-                    drain.start()
+                    DaemonThread.start("sm-drain") { [self] in self.drain(after: name) }
                 case .stop(let name):
                     logger.warning("\(name) again: stopping now; \(Milter.messagesInFlight) message(s) in flight are deferred by Postfix")
                     Milter.stop()
                 }
             }
         }
-        thread.name = "sharemail-signals"
-        thread.start()
     }
 
     /// The milter layer's drain, with sharemail's log lines around it.

@@ -32,6 +32,21 @@ struct RecordWriterTests {
         #expect(batches.count < 200, "a write that takes 50 ms should take many records at once: \(batches.count) batches")
     }
 
+    @Test("the writer's thread carries its name, which `top -H` and bench/run look for")
+    func threadName() {
+        RecordWriter().start { _ in }
+        // The thread names itself as it starts.
+        let deadline = ContinuousClock.now + .seconds(10)
+        var names: [String] = []
+        repeat {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+            names = tasks.map { (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)) ?? "" }
+            if names.contains("sm-record\n") { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        } while ContinuousClock.now < deadline
+        #expect(names.contains("sm-record\n"), "threads: \(Set(names))")
+    }
+
     @Test("a writer that cannot keep up drops the oldest beyond its capacity, and says how many")
     func capacity() {
         let release = ConditionLock(value: 0)
