@@ -8,7 +8,7 @@ import Foundation
 /// outright (pthread_setname_np, under Foundation's `Thread.name`, returns
 /// ERANGE): "sharemail-record" left every thread named "sharemail".
 enum DaemonThread {
-    static let maximumNameLength = 15
+    private static let maximumNameLength = 15
 
     static func start(_ name: StaticString, _ body: @escaping @Sendable () -> Void) {
         precondition(name.utf8CodeUnitCount <= maximumNameLength, "thread name \(name) is longer than Linux keeps")
