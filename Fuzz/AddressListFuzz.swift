@@ -75,7 +75,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 check(
                     new.address == address && scalars(new.displayName) == scalars(old.displayName)
                         && (!old.address.isEmpty || new.source == old.source),
-                    "rewrite of \(debug(old.source)) read back as \(new) in \(debug(replaced)) (from \(debug(text)))")
+                    "rewrite of \(debug(old.source)) (name \(debug(old.displayName ?? "nil"))) read back as \(new) in \(debug(replaced)) (from \(debug(text)))")
             }
         }
     } else {

@@ -81,7 +81,8 @@ public struct HeaderDecoder: Sendable {
     /// there; addresses are. nil when nothing was replaced.
     public func rewritingMailboxes(inRaw raw: [UInt8], _ replacement: (Mailbox) -> String?) -> [UInt8]? {
         let structure = Charset.validUTF8(raw) != nil ? raw : raw.map { $0 >= 0x80 ? UInt8(ascii: "x") : $0 }
-        let parser = AddressParser(bytes: structure)
+        // The same fallback as `addressList`, so `replacement` sees the names it reads.
+        let parser = AddressParser(bytes: structure, fallbackCharset: fallbackCharset)
         var replacements: [(Range<Int>, String)] = []
         for item in parser.parse() {
             switch item {

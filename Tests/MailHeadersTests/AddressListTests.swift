@@ -194,6 +194,20 @@ import Testing
         #expect(out == "张三 <zs@x>, <sales@x>")
     }
 
+    /// The rewriter hands `replacement` the names `addressList` reads, unknown charset labels
+    /// included (found by fuzzing: the rewriter kept such a word as written, so a rewritten
+    /// staff mailbox was shown under another name than the one read).
+    @Test(arguments: ["=?uft-8?B?5byg5LiJ?= <zhangsan@example.com>", "=\"?uft-8?B?5byg5LiJ?=\" <zhangsan@example.com>"])
+    func rewritingSeesTheNamesAddressListReads(_ value: String) {
+        #expect(pairs(value) == [Pair("张三", "zhangsan@example.com")])
+        var seen: [String?] = []
+        _ = decoder.rewritingMailboxes(in: value) { m in
+            seen.append(m.displayName)
+            return nil
+        }
+        #expect(seen == ["张三"])
+    }
+
     @Test func mailboxesFlattenInOrder() {
         let list = decoder.addressList("a@x, G: b@x, c@x;, d@x")
         #expect(list.mailboxes.map(\.address) == ["a@x", "b@x", "c@x", "d@x"])
