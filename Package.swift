@@ -72,6 +72,7 @@ let package = Package(
         .target(
             name: "ShareMailDaemon",
             dependencies: [
+                "CMilter",  // pthread_setname_np for DaemonThread
                 "Milter",
                 "ShareMail",
                 "ShareMailStore",

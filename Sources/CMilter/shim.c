@@ -1,4 +1,4 @@
-#define _GNU_SOURCE 1   // sigisemptyset, RTLD_DEFAULT
+#define _GNU_SOURCE 1   // sigisemptyset, RTLD_DEFAULT, pthread_setname_np
 #include "CMilter.h"
 
 #include <arpa/inet.h>
@@ -90,6 +90,10 @@ int cmilter_block_signals(void) {
     sigset_t set;
     signal_set(&set, 1);
     return pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+int cmilter_name_thread(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }
 
 // --- Owning the stop signals ---------------------------------------------

@@ -5,7 +5,8 @@
 //   - smfi_setmlreply is variadic (Swift cannot call C variadics);
 //   - SMFI_VERSION and struct smfiDesc's layout are taken from the header
 //     actually compiled against, not guessed in Swift;
-//   - formatting a struct sockaddr needs inet_ntop on a union of families.
+//   - formatting a struct sockaddr needs inet_ntop on a union of families;
+//   - pthread_setname_np is a GNU extension Swift's Glibc module leaves out.
 #ifndef CMILTER_H
 #define CMILTER_H
 
@@ -57,5 +58,9 @@ int cmilter_take_stop_signals(void);
 /// SIGINT (all blocked: cmilter_block_signals), and returns its number; -1 on
 /// error. Never waits through this file's sigwait.
 int cmilter_wait_for_signal(int stop_signals);
+
+/// Names the calling thread (what `top -H`, `ps -L` and perf show; Linux
+/// keeps at most 15 bytes). Returns 0, or ERANGE for a longer name.
+int cmilter_name_thread(const char *name);
 
 #endif
