@@ -96,14 +96,19 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // shows once another is replaced goes too (a list's bounce address
     // `bounce+zhangsan=example.com@` whose domain was a staff address in an
     // encoded word): the expected text is replaced to the same fixpoint.
-    // The scanner reads `expected` as a raw value and gives ranges in its
-    // decoded view; where that view differs (decoded text that itself reads as
-    // an encoded word, as the fuzzer found), the ranges do not fit `expected`,
-    // and the model cannot say what the rewrite should read as.
+    // That reads `expected` as a raw value, which models the rewriter only
+    // where the decoded text forms no encoded word the raw value did not
+    // hold (an undecodable word shown as written is in both). Where it does
+    // (`=?GBK?Q?…?=` whose `?` inside belonged to a word now decoded: the
+    // fuzzer found two such), the scanner reads other text than the rewriter
+    // rescanned, and the model cannot say what the rewrite should read as.
+    for case .word(let word) in EncodedWords.pieces(expected)
+    where !occurs(Array(expected[word.range]), in: raw) {
+        return 0
+    }
     for _ in 0..<8 {
         let more = scanner.occurrences(in: expected, where: isStaff)
         if more.isEmpty { break }
-        if scanner.decodedView(expected) != expected { return 0 }
         var next: [UInt8] = []
         var at = 0
         for occurrence in more where occurrence.range.lowerBound >= at {
@@ -122,6 +127,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     expected.removeAll { $0 == 0x0D || $0 == 0x0A }
     check(after == expected, "decoded \(debug(after)) expected \(debug(expected)) from \(debug(raw)) → \(debug(out))")
     return 0
+}
+
+/// Whether `needle` occurs in `haystack` (a few words in a value of a few KB).
+private func occurs(_ needle: [UInt8], in haystack: [UInt8]) -> Bool {
+    guard needle.count <= haystack.count else { return false }
+    return (0...(haystack.count - needle.count)).contains { haystack[$0..<($0 + needle.count)].elementsEqual(needle) }
 }
 
 private func debug(_ bytes: [UInt8]) -> String {
