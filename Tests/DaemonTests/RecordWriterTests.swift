@@ -39,12 +39,11 @@ struct RecordWriterTests {
         let deadline = ContinuousClock.now + .seconds(10)
         var names: [String] = []
         repeat {
-            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-            names = tasks.map { (try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)) ?? "" }
-            if names.contains("sm-record\n") { break }
+            names = threadNames()
+            if names.contains("sm-record") { break }
             Thread.sleep(forTimeInterval: 0.01)
         } while ContinuousClock.now < deadline
-        #expect(names.contains("sm-record\n"), "threads: \(Set(names))")
+        #expect(names.contains("sm-record"), "threads: \(Set(names))")
     }
 
     @Test("a writer that cannot keep up drops the oldest beyond its capacity, and says how many")
