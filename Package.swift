@@ -106,7 +106,8 @@ let package = Package(
         ),
         // A throwaway PostgreSQL cluster for the store tests.
         .target(
-            name: "PostgresTestSupport"
+            name: "PostgresTestSupport",
+            dependencies: ["PostfixLab"]
         ),
         // The seed's team as a configuration file, for the unit tests.
         .target(

@@ -1,10 +1,11 @@
 // A private PostgreSQL cluster for tests: initdb into a fresh directory under
 // /tmp/sharemail-pg, trust authentication, listening on 127.0.0.1 at a free
 // port with its socket in that directory; never the system's own cluster.
-// Self-contained (Foundation and Glibc only): the store tests and the
-// end-to-end tests (two MX hosts sharing one database) both start it.
+// The store tests and the end-to-end tests (two MX hosts sharing one
+// database) both start it.
 import Foundation
 import Glibc
+import PostfixLab
 
 package final class PostgresCluster: Sendable {
     /// Parent of every cluster; a crashed run's clusters are stopped and removed from here.
@@ -21,6 +22,19 @@ package final class PostgresCluster: Sendable {
         let binaries = try findBinaries()
         try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
         removeStaleClusters(binaries: binaries)
+        // A port free when probed can still be taken before the server binds it (by
+        // another test's listener); the server then exits, and a new port is tried.
+        var attempt = 1
+        while true {
+            do {
+                return try start(binaries: binaries)
+            } catch let error as ClusterError where error.portTaken && attempt < 3 {
+                attempt += 1
+            }
+        }
+    }
+
+    private static func start(binaries: String) throws -> PostgresCluster {
         let directory = "\(parent)/run-\(getpid())-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
         let cluster = PostgresCluster(directory: directory, port: try freePort(), binaries: binaries)
@@ -110,15 +124,25 @@ package final class PostgresCluster: Sendable {
             asServerUser: true)
     }
 
+    /// Starts the server; when it does not come up, the error carries the end of its log
+    /// (the log is deleted with the cluster).
     package func startServer() throws {
         let options = [
             "-p \(port)", "-k \(directory)", "-c listen_addresses=127.0.0.1",
             "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off", "-c max_connections=200",
         ].joined(separator: " ")
-        try Self.run(
-            binaries + "/pg_ctl",
-            ["-D", dataDirectory, "-l", directory + "/server.log", "-o", options, "-w", "-t", "60", "start"],
-            asServerUser: true)
+        let log = directory + "/server.log"
+        do {
+            try Self.run(
+                binaries + "/pg_ctl",
+                ["-D", dataDirectory, "-l", log, "-o", options, "-w", "-t", "60", "start"],
+                asServerUser: true)
+        } catch let error as ClusterError {
+            let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").suffix(15)
+            throw ClusterError(
+                "\(error.description)\nserver.log (port \(port)), last lines:\n\(lines.joined(separator: "\n"))",
+                portTaken: lines.contains { $0.contains("could not bind") })
+        }
     }
 
     private static func findBinaries() throws -> String {
@@ -154,24 +178,9 @@ package final class PostgresCluster: Sendable {
         for pid in pids where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
     }
 
-    /// A port nobody listens on now (bind to 0, read it back, close).
-    package static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ClusterError("socket: \(String(cString: strerror(errno)))") }
-        defer { Glibc.close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
-            }
-        }
-        guard bound else { throw ClusterError("bind: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    /// A port on 127.0.0.1 that nobody listens on now, below the ephemeral range, and not
+    /// handed out to another server of this test process.
+    package static func freePort() throws -> Int { Int(try freeLoopbackPort()) }
 
     /// Runs a program to completion; throws with its output when it fails.
     ///
@@ -216,5 +225,10 @@ package final class PostgresCluster: Sendable {
 
 package struct ClusterError: Error, CustomStringConvertible {
     package let description: String
-    package init(_ description: String) { self.description = description }
+    /// The server could not bind its port: someone took it after it was probed.
+    package let portTaken: Bool
+    package init(_ description: String, portTaken: Bool = false) {
+        self.description = description
+        self.portTaken = portTaken
+    }
 }

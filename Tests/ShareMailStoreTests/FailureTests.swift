@@ -82,6 +82,23 @@ extension ShareMailStoreTests {
             #expect(owner == zhangsan)
         }
 
+        @Test func serverWhosePortWasTakenSaysSo() throws {
+            // What a cluster start meets when another test's listener takes the probed port.
+            let cluster = try PostgresCluster.start()
+            defer { cluster.stop() }
+            try cluster.stopServer()
+            let squatter = try listen(on: cluster.port)
+            defer { close(squatter) }
+            do {
+                try cluster.startServer()
+                Issue.record("the server started on a port another socket holds")
+            } catch let error as ClusterError {
+                #expect(error.portTaken)
+                #expect(error.description.contains("server.log (port \(cluster.port))"))
+                #expect(error.description.contains("could not bind"))
+            }
+        }
+
         @Test func hungServerCostsNoMoreThanTheTimeout() throws {
             let cluster = try PostgresCluster.shared()
             let store = try Stores.open(.postgres(url: cluster.createDatabase()), logger: testLogger)
