@@ -32,6 +32,26 @@ struct RecordWriterTests {
         #expect(batches.count < 200, "a write that takes 50 ms should take many records at once: \(batches.count) batches")
     }
 
+    @Test("an idle writer writes at once; records that follow wait for the next commit, together")
+    func oneCommitPerInterval() {
+        let written = NIOLockedValueBox<[[StoreRecord]]>([])
+        let writer = RecordWriter(interval: .seconds(2))
+        writer.start { batch in written.withLockedValue { $0.append(batch) } }
+        func batches() -> [[StoreRecord]] { written.withLockedValue { $0 } }
+
+        writer.enqueue([Self.audit(0)])
+        let deadline = ContinuousClock.now + .seconds(1)
+        while batches().isEmpty && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
+        #expect(batches() == [[Self.audit(0)]], "the first record after a quiet spell is written at once")
+
+        writer.enqueue([Self.audit(1)])
+        writer.enqueue([Self.audit(2)])
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(batches().count == 1, "the next commit is due 2 s after the first")
+        #expect(writer.flush(timeout: .seconds(10)))
+        #expect(batches() == [[Self.audit(0)], [Self.audit(1), Self.audit(2)]])
+    }
+
     @Test("the writer's thread carries its name, which `top -H` and bench/run look for")
     func threadName() {
         RecordWriter().start { _ in }
