@@ -21,7 +21,7 @@ public struct BounceScanner: Sendable {
     public static func wants(sender: EnvelopeAddress, headers: [Header]) -> Bool {
         if sender.isNull { return true }
         return headers.contains { header in
-            header.name.lowercased() == "content-type"
+            header.name.caseInsensitiveEquals("Content-Type")
                 && String(decoding: header.raw, as: UTF8.self).lowercased().contains("multipart/report")
         }
     }
