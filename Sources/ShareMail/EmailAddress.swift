@@ -48,7 +48,7 @@ public struct EmailAddress: Hashable, Sendable, Comparable, CustomStringConverti
         let address = UnsafeBufferPointer(rebasing: bytes[start..<end])
         guard address.allSatisfy({ $0 < 0x80 }) else { return String(decoding: address, as: UTF8.self).lowercased() }
         return String(unsafeUninitializedCapacity: address.count) { out in
-            for (index, byte) in address.enumerated() { out[index] = (0x41...0x5A).contains(byte) ? byte | 0x20 : byte }
+            for (index, byte) in address.enumerated() { out[index] = byte.asciiLowercased }
             return address.count
         }
     }

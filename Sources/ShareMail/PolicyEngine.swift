@@ -803,12 +803,3 @@ private struct Plan {
 
     mutating func reason(_ text: String) { decision.reasons.append(text) }
 }
-
-extension StringProtocol {
-    /// Header names and ESMTP keywords compare without regard to ASCII case, byte by byte:
-    /// no lowercased copies, as this runs for every header of every message.
-    func caseInsensitiveEquals(_ other: String) -> Bool {
-        func folded(_ byte: UInt8) -> UInt8 { (0x41...0x5A).contains(byte) ? byte | 0x20 : byte }
-        return utf8.elementsEqual(other.utf8) { folded($0) == folded($1) }
-    }
-}
